@@ -1,0 +1,293 @@
+"""Contextual string embeddings from Flair character LMs: memory-exact, one gather per batch.
+
+:class:`CharLMEncoder` is the core: text → character ids → LM states → token vectors, all per batch.
+:class:`CharLMEmbeddings` is the Flair face over it, a drop-in for ``flair.embeddings.FlairEmbeddings``.
+
+Vectors equal Flair's bit for bit on the CPU for the same LM, batch and options, because the LM sees the same
+character ids in the same chunks and each token reads the same time step (see
+:mod:`embedcache.embeddings.positions`); only how the rows are taken out of the states differs (see
+:mod:`embedcache.embeddings.gather`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import astuple
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import flair
+import numpy as np
+import torch
+from flair.data import Sentence
+from flair.embeddings import TokenEmbeddings
+from flair.embeddings.base import register_embeddings
+from flair.models import LanguageModel
+
+from embedcache.embeddings.base import (
+    TokenizedSentences,
+    TokenVectors,
+    WhitespaceAfter,
+    check_sentences,
+    check_whitespace_after,
+    sentence_offsets,
+)
+from embedcache.embeddings.chars import CharIndex
+from embedcache.embeddings.gather import gather_padded, gather_rows, row_views
+from embedcache.embeddings.language_model import resolve_language_model
+from embedcache.embeddings.positions import (
+    ExtractionOptions,
+    flat_state_rows,
+    lm_input_strings,
+    sentence_text,
+    token_time_steps,
+)
+from embedcache.settings import get_storage_mode
+
+_FINGERPRINT_VERSION = b"embedcache.charlm/1"
+
+
+class CharLMEncoder(torch.nn.Module):
+    """Runs a Flair ``LanguageModel`` over a batch and extracts every token's vector.
+
+    Args:
+        lm: the character language model (forward or backward).
+        chars_per_chunk: characters per LM pass; longer texts are run in chunks with the state carried over.
+        with_whitespace: take the state after the separator following a token, else after its last character.
+        tokenized_lm: the LM reads tokens joined by single spaces, else the original spacing.
+        is_lower: lower-case the text before the LM reads it.
+        fine_tune: let gradients reach the LM (then vectors change during training and are never cached).
+    """
+
+    def __init__(
+        self,
+        lm: LanguageModel,
+        *,
+        chars_per_chunk: int = 512,
+        with_whitespace: bool = True,
+        tokenized_lm: bool = True,
+        is_lower: bool = False,
+        fine_tune: bool = False,
+    ) -> None:
+        super().__init__()
+        if not isinstance(chars_per_chunk, int) or chars_per_chunk < 1:
+            raise ValueError(f"chars_per_chunk must be a positive int, got {chars_per_chunk!r}")
+        self.lm = lm
+        self.chars = CharIndex(lm.dictionary)
+        self.chars_per_chunk = chars_per_chunk
+        self.fine_tune = fine_tune
+        self.options = ExtractionOptions(
+            is_forward_lm=lm.is_forward_lm,
+            with_whitespace=with_whitespace,
+            tokenized_lm=tokenized_lm,
+            is_lower=is_lower,
+            # Flair's rule: LMs saved before document_delimiter existed start every text with "\n".
+            start_marker=lm.document_delimiter if "document_delimiter" in lm.__dict__ else "\n",
+        )
+        self.train(False)
+
+    @property
+    def embedding_length(self) -> int:
+        return self.lm.nout or self.lm.hidden_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.lm.parameters()).device
+
+    def train(self, mode: bool = True) -> CharLMEncoder:
+        # The LM's dropout stays off unless it is being fine-tuned, as in Flair.
+        return super().train(self.fine_tune and mode)
+
+    def hidden_states(self, strings: Sequence[str]) -> torch.Tensor:
+        """``(chars, batch, hidden)`` LM states for LM input strings, run in ``chars_per_chunk`` pieces."""
+        ids = self.chars.encode_padded(strings).to(self.device, non_blocking=True)  # (B, L)
+        hidden = self.lm.init_hidden(len(strings))
+        outputs = []
+        for chunk in ids.split(self.chars_per_chunk, dim=1):
+            output, hidden = self.lm.forward(chunk.t(), hidden, decode=False)  # (chunk, B, H)
+            outputs.append(output)
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+
+    def locate_tokens(
+        self, sentences: TokenizedSentences, whitespace_after: WhitespaceAfter | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Run the LM on a batch and find every token in its states.
+
+        Returns:
+            ``(states, rows, lengths)``: the ``(chars, batch, hidden)`` states (``None`` when the batch has
+            no token, so the LM is not run), the ``(n_tokens,)`` int64 row of each token in the states viewed
+            as ``(chars * batch, hidden)``, and the ``(batch,)`` int64 tokens per sentence.
+        """
+        sentences = check_sentences(sentences)
+        spaces = check_whitespace_after(whitespace_after, sentences)
+        lengths = np.fromiter((len(s) for s in sentences), dtype=np.int64, count=len(sentences))
+        token_lengths = np.fromiter((len(t) for t in chain.from_iterable(sentences)), dtype=np.int64)
+        if token_lengths.size == 0:
+            return None, torch.empty(0, dtype=torch.int64), torch.from_numpy(lengths)
+        tokenized = self.options.tokenized_lm
+        texts = [
+            sentence_text(tokens, gaps, tokenized) for tokens, gaps in zip(sentences, spaces, strict=True)
+        ]
+        if tokenized:
+            separator_after = np.ones_like(token_lengths)
+        else:
+            separator_after = np.fromiter((w > 0 for w in chain.from_iterable(spaces)), dtype=np.int64)
+        text_lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+        steps = token_time_steps(token_lengths, separator_after, lengths, text_lengths, self.options)
+        rows = flat_state_rows(steps, lengths, len(sentences))
+        with torch.set_grad_enabled(self.fine_tune and torch.is_grad_enabled()):
+            states = self.hidden_states(lm_input_strings(texts, self.options))
+        return (states if self.fine_tune else states.detach()), rows, torch.from_numpy(lengths)
+
+    def embed_batch(
+        self, sentences: TokenizedSentences, whitespace_after: WhitespaceAfter | None = None
+    ) -> TokenVectors:
+        """All token vectors of a batch in one owning ``(n_tokens, D)`` tensor (on the host for ``cpu``)."""
+        states, rows, lengths = self.locate_tokens(sentences, whitespace_after)
+        offsets = sentence_offsets(lengths.tolist())
+        if states is None:
+            return TokenVectors(torch.zeros(0, self.embedding_length, device=self.device), offsets)
+        return TokenVectors(gather_rows(states, rows, get_storage_mode()), offsets)
+
+    def embed_padded(
+        self, sentences: TokenizedSentences, whitespace_after: WhitespaceAfter | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token vectors gathered straight into a zero-padded ``(batch, max_tokens, D)`` tensor.
+
+        This is the tagger's input on the compute device; the LM states are dropped on return.
+
+        Returns:
+            ``(padded, lengths)`` with ``lengths`` the ``(batch,)`` int64 tokens per sentence.
+        """
+        states, rows, lengths = self.locate_tokens(sentences, whitespace_after)
+        if states is None:
+            return torch.zeros(len(lengths), 0, self.embedding_length, device=self.device), lengths
+        return gather_padded(states.reshape(-1, states.shape[-1]), rows, lengths), lengths
+
+    def token_tensors(
+        self, sentences: TokenizedSentences, whitespace_after: WhitespaceAfter | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """One ``(D,)`` tensor per token, made in one call, following the global storage mode.
+
+        ``none``: views of the LM states (no copy; nothing outlives the batch). ``gpu``/``cpu``: views of one
+        owning ``(n_tokens, D)`` block per batch, so keeping them costs exactly ``n_tokens × D`` elements.
+        """
+        mode = get_storage_mode()
+        states, rows, _ = self.locate_tokens(sentences, whitespace_after)
+        if states is None:
+            return ()
+        if mode == "none":
+            return row_views(states, rows)
+        return gather_rows(states, rows, mode).unbind(0)
+
+    def fingerprint(self) -> str:
+        """sha256 over the LM weights, its characters and every option that changes the vectors."""
+        digest = hashlib.sha256(_FINGERPRINT_VERSION)
+        digest.update(repr((astuple(self.options), self.chars_per_chunk, self.lm.recurrent_type)).encode())
+        digest.update(b"\0".join(self.lm.dictionary.idx2item))
+        for name, tensor in sorted(self.lm.state_dict().items()):
+            if not name.startswith("decoder."):
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
+
+
+@register_embeddings("embedcache.CharLMEmbeddings")
+class CharLMEmbeddings(TokenEmbeddings):
+    """Contextual string embeddings with exact memory in every storage mode; a ``FlairEmbeddings`` drop-in.
+
+    Swap ``FlairEmbeddings(lm)`` for ``CharLMEmbeddings(lm)`` inside ``StackedEmbeddings``, ``SequenceTagger``
+    and ``ModelTrainer``; add :class:`embedcache.interop.StorageModePlugin` to the trainer's plugins so the
+    global storage mode follows its ``embeddings_storage_mode``.
+
+    Args:
+        model: a ``flair.models.LanguageModel``, a Flair LM checkpoint (``.pt``, loaded with
+            ``weights_only=True``), or an LM saved by embedcache (``.safetensors`` + ``.json``).
+        fine_tune, chars_per_chunk, with_whitespace, tokenized_lm, is_lower: as in ``FlairEmbeddings``.
+        name: the embedding name (key of ``Token.get_embedding``); derived from the model by default.
+        trust_remote_pickle: allow a full unpickle of a checkpoint the safe loader refuses (runs its code).
+
+    Example:
+        >>> emb = CharLMEmbeddings("lm-forward.pt")  # doctest: +SKIP
+        >>> emb.embed(flair.data.Sentence("I love Berlin ."))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: LanguageModel | str | Path,
+        fine_tune: bool = False,
+        chars_per_chunk: int = 512,
+        with_whitespace: bool = True,
+        tokenized_lm: bool = True,
+        is_lower: bool = False,
+        name: str | None = None,
+        trust_remote_pickle: bool = False,
+    ) -> None:
+        super().__init__()
+        lm, default_name = resolve_language_model(model, trust_remote_pickle=trust_remote_pickle)
+        self.encoder = CharLMEncoder(
+            lm,
+            chars_per_chunk=chars_per_chunk,
+            with_whitespace=with_whitespace,
+            tokenized_lm=tokenized_lm,
+            is_lower=is_lower,
+            fine_tune=fine_tune,
+        )
+        self.name = name or default_name
+        self.fine_tune = fine_tune
+        self.static_embeddings = not fine_tune
+        self.to(flair.device)
+        self.eval()
+
+    @property
+    def embedding_length(self) -> int:
+        return self.encoder.embedding_length
+
+    @property
+    def lm(self) -> LanguageModel:
+        return self.encoder.lm
+
+    def train(self, mode: bool = True) -> CharLMEmbeddings:
+        return super().train(self.fine_tune and mode)
+
+    def _add_embeddings_internal(self, sentences: list[Sentence]) -> list[Sentence]:
+        tokens = [[token.text for token in sentence.tokens] for sentence in sentences]
+        spaces = [[token.whitespace_after for token in sentence.tokens] for sentence in sentences]
+        vectors = self.encoder.token_tensors(tokens, spaces)
+        for token, vector in zip(chain.from_iterable(s.tokens for s in sentences), vectors, strict=True):
+            token.set_embedding(self.name, vector)
+        return sentences
+
+    def to_params(self) -> dict[str, Any]:
+        lm, options = self.encoder.lm, self.encoder.options
+        return {
+            "fine_tune": self.fine_tune,
+            "chars_per_chunk": self.encoder.chars_per_chunk,
+            "with_whitespace": options.with_whitespace,
+            "tokenized_lm": options.tokenized_lm,
+            "is_lower": options.is_lower,
+            "name": self.name,
+            "model_params": {
+                "dictionary": lm.dictionary,
+                "is_forward_lm": lm.is_forward_lm,
+                "hidden_size": lm.hidden_size,
+                "nlayers": lm.nlayers,
+                "embedding_size": lm.embedding_size,
+                "nout": lm.nout,
+                "document_delimiter": lm.document_delimiter,
+                "dropout": lm.dropout,
+                "recurrent_type": lm.recurrent_type,
+                "has_decoder": False,
+            },
+        }
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> CharLMEmbeddings:
+        params = dict(params)
+        lm = LanguageModel(**params.pop("model_params"))
+        return cls(lm, **params)
+
+    def __str__(self) -> str:
+        return self.name
