@@ -279,7 +279,7 @@ class CharLMEmbeddings(TokenEmbeddings):
                 "document_delimiter": lm.document_delimiter,
                 "dropout": lm.dropout,
                 "recurrent_type": lm.recurrent_type,
-                "has_decoder": False,
+                "has_decoder": lm.decoder is not None,
             },
         }
 

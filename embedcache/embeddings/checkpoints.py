@@ -72,6 +72,11 @@ def _push_bytes(data: bytes) -> bytes:
     )  # fmt: skip
 
 
+def _global(module: str, qualname: str) -> bytes:
+    module, qualname = _GLOBAL_RENAMES.get((module, qualname), (module, qualname))
+    return pickle.GLOBAL + f"{module}\n{qualname}\n".encode()
+
+
 def _memo_put(slot: int) -> bytes:
     return pickle.BINPUT + bytes([slot]) if slot < 256 else pickle.LONG_BINPUT + struct.pack("<I", slot)
 
@@ -115,14 +120,15 @@ def to_protocol_2(stream: bytes) -> bytes:
                 strings_on_top.append(target)
                 continue
             out.append(_memo_get(target))
+        elif name == "GLOBAL":
+            out.append(_global(*arg.split(" ", 1)))
         elif name == "STACK_GLOBAL":
             if len(strings_on_top) < 2 or not all(
                 chunk == _push_string(text) for chunk, text in zip(out[-2:], strings_on_top[-2:], strict=True)
             ):
                 raise UnsafeCheckpointError("STACK_GLOBAL without two literal strings before it")
-            module, qualname = _GLOBAL_RENAMES.get(tuple(strings_on_top[-2:]), tuple(strings_on_top[-2:]))
             del out[-2:]
-            out.append(pickle.GLOBAL + f"{module}\n{qualname}\n".encode())
+            out.append(_global(*strings_on_top[-2:]))
         elif name in _BYTES_OPS:
             out.append(_push_bytes(arg))
         elif name in _PASS_THROUGH_OPS:
@@ -176,9 +182,9 @@ def load_checkpoint(path: str | Path, allowed_globals: Iterable[Any] = FLAIR_LM_
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
-    source: Path | io.BytesIO = _rewrite_archive(path) if zipfile.is_zipfile(path) else path
     try:
+        source: Path | io.BytesIO = _rewrite_archive(path) if zipfile.is_zipfile(path) else path
         with torch.serialization.safe_globals(list(allowed_globals)):
             return torch.load(source, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as error:
         raise UnsafeCheckpointError(f"{path}: refused by the safe loader: {error}") from error

@@ -1,0 +1,100 @@
+"""Readers for CoNLL column files and CoNLL-U; every error names the file and line.
+
+Column files: one token per line, columns separated by a tab (or runs of spaces when no tab is present),
+sentences separated by an empty line *or a line holding only whitespace* (both occur in WNUT-17), and
+``# ...`` comment lines before a sentence are skipped only in CoNLL-U.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from embedcache.data.sentence import TaggedSentence
+
+
+class DataFormatError(ValueError):
+    """Malformed input; the message starts with ``file:line:``."""
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            for number, line in enumerate(handle, start=1):
+                yield number, line.rstrip("\r\n")
+    except UnicodeDecodeError as error:
+        raise DataFormatError(f"{path}: not UTF-8 (byte {error.start}): {error.reason}") from error
+
+
+def read_column_file(
+    path: str | Path, token_column: int = 0, tag_column: int | None = 1
+) -> Iterator[TaggedSentence]:
+    """Yield the sentences of a CoNLL column file.
+
+    Args:
+        path: the file.
+        token_column: column index of the token text.
+        tag_column: column index of the tag, or ``None`` for unlabelled files.
+
+    Raises:
+        DataFormatError: a line has too few columns, or the file is not UTF-8.
+    """
+    path = Path(path)
+    tokens: list[str] = []
+    tags: list[str] = []
+    start = 0
+    needed = max(token_column, tag_column if tag_column is not None else 0) + 1
+    for number, line in _lines(path):
+        if not line.strip():
+            if tokens:
+                yield TaggedSentence(
+                    tokens, tags if tag_column is not None else None, source=f"{path}:{start}"
+                )
+            tokens, tags = [], []
+            continue
+        columns = line.split("\t") if "\t" in line else line.split()
+        if len(columns) < needed:
+            raise DataFormatError(
+                f"{path}:{number}: expected at least {needed} columns, found {len(columns)}"
+            )
+        if not tokens:
+            start = number
+        tokens.append(columns[token_column])
+        if tag_column is not None:
+            tags.append(columns[tag_column])
+    if tokens:
+        yield TaggedSentence(tokens, tags if tag_column is not None else None, source=f"{path}:{start}")
+
+
+def read_conllu(path: str | Path, tag_field: str = "upos") -> Iterator[TaggedSentence]:
+    """Yield the sentences of a CoNLL-U file with the chosen tag (``upos`` or ``xpos``).
+
+    Multi-word token ranges (``1-2``) and empty nodes (``1.1``) are skipped, as UPOS taggers do;
+    ``SpaceAfter=No`` in MISC sets ``whitespace_after`` to 0.
+    """
+    path = Path(path)
+    column = {"upos": 3, "xpos": 4}[tag_field]
+    tokens: list[str] = []
+    tags: list[str] = []
+    spaces: list[int] = []
+    start = 0
+    for number, line in _lines(path):
+        if not line.strip():
+            if tokens:
+                yield TaggedSentence(tokens, tags, spaces, source=f"{path}:{start}")
+            tokens, tags, spaces = [], [], []
+            continue
+        if line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 10:
+            raise DataFormatError(f"{path}:{number}: expected 10 tab-separated fields, found {len(fields)}")
+        if "-" in fields[0] or "." in fields[0]:
+            continue
+        if not tokens:
+            start = number
+        tokens.append(fields[1])
+        tags.append(fields[column])
+        spaces.append(0 if "SpaceAfter=No" in fields[9].split("|") else 1)
+    if tokens:
+        yield TaggedSentence(tokens, tags, spaces, source=f"{path}:{start}")

@@ -1,0 +1,64 @@
+"""Shared fixtures: the data directory and small random-initialised character LMs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from flair.data import Dictionary
+from flair.models import LanguageModel
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# A character set that covers most of WNUT-17; everything else maps to <unk>, as in real LMs.
+CHARACTERS = (
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 \n.,;:!?'\"-_/\\()[]{}@#$%&*+=<>|~^`"
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip_cuda)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """``$EMBEDCACHE_DATA``, defaulting to ``../shared/data`` beside the repository."""
+    path = Path(os.environ.get("EMBEDCACHE_DATA", REPO_ROOT.parent / "shared" / "data"))
+    if not (path / "wnut17" / "train.conll").is_file():
+        pytest.fail(f"test data not found in {path}; set EMBEDCACHE_DATA to the shared data directory")
+    return path
+
+
+def make_dictionary(characters: str = CHARACTERS) -> Dictionary:
+    dictionary = Dictionary()  # <unk> at id 0, as in Flair's LMs
+    for character in characters:
+        dictionary.add_item(character)
+    return dictionary
+
+
+def make_lm(is_forward: bool, hidden_size: int = 256, seed: int = 0, **kwargs: object) -> LanguageModel:
+    """A random-initialised Flair LM in eval mode (dropout off), reproducible from ``seed``."""
+    torch.manual_seed(seed)
+    return LanguageModel(make_dictionary(), is_forward, hidden_size, 1, 32, **kwargs).eval()
+
+
+@pytest.fixture(scope="session")
+def forward_lm() -> LanguageModel:
+    return make_lm(True, seed=1)
+
+
+@pytest.fixture(scope="session")
+def backward_lm() -> LanguageModel:
+    return make_lm(False, seed=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_lm() -> LanguageModel:
+    """Hidden size 16: for tests about behaviour, not numbers."""
+    return make_lm(True, hidden_size=16, seed=3)

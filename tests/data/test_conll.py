@@ -1,0 +1,72 @@
+import pytest
+
+from embedcache.data import DataFormatError, TaggedSentence, read_column_file, read_conllu
+
+
+def test_wnut17_splits_have_the_documented_sentence_counts(data_dir):
+    counts = {
+        split: len(list(read_column_file(data_dir / "wnut17" / f"{split}.conll")))
+        for split in ("train", "dev", "test")
+    }
+    assert counts == {"train": 3394, "dev": 1009, "test": 1287}
+
+
+def test_ud_lines_splits_have_the_documented_sentence_counts(data_dir):
+    counts = {
+        s: len(list(read_conllu(data_dir / "ud_english_lines" / f"{s}.conllu")))
+        for s in ("train", "dev", "test")
+    }
+    assert counts == {"train": 3457, "dev": 1118, "test": 1121}
+
+
+def test_whitespace_only_lines_end_sentences_and_sources_name_the_line(tmp_path):
+    path = tmp_path / "a.conll"
+    path.write_text("Anna\tB-per\nlives\tO\n\t\nin\tO\n  \n\nParis\tB-loc\n", encoding="utf-8")
+    sentences = list(read_column_file(path))
+    assert [s.tokens for s in sentences] == [["Anna", "lives"], ["in"], ["Paris"]]
+    assert [s.tags for s in sentences] == [["B-per", "O"], ["O"], ["B-loc"]]
+    assert [s.source for s in sentences] == [f"{path}:1", f"{path}:4", f"{path}:7"]
+
+
+def test_a_line_with_too_few_columns_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.conll"
+    path.write_text("Anna\tB-per\nlives\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"bad\.conll:2: expected at least 2 columns, found 1"):
+        list(read_column_file(path))
+
+
+def test_undecodable_bytes_name_the_file(tmp_path):
+    path = tmp_path / "latin1.conll"
+    path.write_bytes("café\tO\n".encode("latin-1"))
+    with pytest.raises(DataFormatError, match=r"latin1\.conll: not UTF-8"):
+        list(read_column_file(path))
+
+
+def test_conllu_skips_ranges_and_empty_nodes_and_reads_space_after(tmp_path):
+    path = tmp_path / "a.conllu"
+    rows = [
+        "# text = Don't go.",
+        "1-2\tDon't\t_\t_\t_\t_\t_\t_\t_\t_",
+        "1\tDo\tdo\tAUX\t_\t_\t0\troot\t_\tSpaceAfter=No",
+        "2\tn't\tnot\tPART\t_\t_\t1\tadvmod\t_\t_",
+        "2.1\tx\tx\tX\t_\t_\t_\t_\t_\t_",
+        "3\tgo\tgo\tVERB\t_\t_\t1\tconj\t_\tSpaceAfter=No",
+        "4\t.\t.\tPUNCT\t_\t_\t1\tpunct\t_\t_",
+    ]
+    path.write_text("\n".join(rows) + "\n\n", encoding="utf-8")
+    [sentence] = read_conllu(path)
+    assert sentence.tokens == ["Do", "n't", "go", "."]
+    assert sentence.tags == ["AUX", "PART", "VERB", "PUNCT"]
+    assert sentence.text() == "Don't go."
+
+
+def test_conllu_line_with_wrong_field_count_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.conllu"
+    path.write_text("1\tDo\tdo\tAUX\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"bad\.conllu:1: expected 10 tab-separated fields, found 4"):
+        list(read_conllu(path))
+
+
+def test_tags_must_match_tokens():
+    with pytest.raises(ValueError, match="x:3: 2 tokens but 1 tags"):
+        TaggedSentence(["a", "b"], ["O"], source="x:3")
