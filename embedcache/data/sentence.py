@@ -14,12 +14,14 @@ class TaggedSentence:
         tags: one tag per token (``None`` for unlabelled text).
         whitespace_after: spaces after each token (Flair's ``Token.whitespace_after``).
         source: ``"file:line"`` where the sentence starts, for error messages.
+        offsets: character offset of each token in the source document (raw-text input only).
     """
 
     tokens: list[str]
     tags: list[str] | None = None
     whitespace_after: list[int] = field(default_factory=list)
     source: str = ""
+    offsets: list[int] | None = None
 
     def __post_init__(self) -> None:
         if not self.whitespace_after:
