@@ -252,6 +252,15 @@ class CharLMEmbeddings(TokenEmbeddings):
     def train(self, mode: bool = True) -> CharLMEmbeddings:
         return super().train(self.fine_tune and mode)
 
+    def embed_batch(
+        self, sentences: TokenizedSentences, whitespace_after: WhitespaceAfter | None = None
+    ) -> TokenVectors:
+        """The tensor-level path (see :meth:`CharLMEncoder.embed_batch`), for the cache and the tagger."""
+        return self.encoder.embed_batch(sentences, whitespace_after)
+
+    def fingerprint(self) -> str:
+        return self.encoder.fingerprint()
+
     def _add_embeddings_internal(self, sentences: list[Sentence]) -> list[Sentence]:
         tokens = [[token.text for token in sentence.tokens] for sentence in sentences]
         spaces = [[token.whitespace_after for token in sentence.tokens] for sentence in sentences]
