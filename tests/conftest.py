@@ -11,6 +11,9 @@ from flair.data import Dictionary
 from flair.models import LanguageModel
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Test models are tiny: intra-op threads only add synchronisation, and on a shared 2-core machine they
+# spin against other processes (a 20x slowdown seen here). One thread keeps the suite fast and steady.
+torch.set_num_threads(1)
 # A character set that covers most of WNUT-17; everything else maps to <unk>, as in real LMs.
 CHARACTERS = (
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 \n.,;:!?'\"-_/\\()[]{}@#$%&*+=<>|~^`"

@@ -1,0 +1,208 @@
+"""Tagging many inputs: normalise them, sort by length, batch, decode, and put results back in input order.
+
+Inputs may be raw strings (documents: split into sentences and tokenised with segtok, as Flair), token
+lists, :class:`~embedcache.data.TaggedSentence` objects, or ``flair.data.Sentence`` objects (which get
+labels the way Flair's ``SequenceTagger.predict`` adds them). One :class:`Prediction` comes back per input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from flair.data import Sentence
+from tqdm.auto import tqdm
+
+from embedcache.data.sentence import TaggedSentence
+from embedcache.data.tokenize import tokenize_document
+from embedcache.models.labels import Span, spans_from_tags
+from embedcache.settings import StorageMode, storage_mode
+
+if TYPE_CHECKING:
+    from embedcache.models.tagger import SequenceTagger
+
+PredictItem = str | Sequence[str] | TaggedSentence | Sentence
+PredictInput = PredictItem | Sequence[PredictItem]
+
+
+@dataclass
+class Prediction:
+    """The tags of one input: a document (raw string, possibly several sentences) or one sentence.
+
+    Attributes:
+        tokens: all tokens, sentence after sentence.
+        tags: one tag per token.
+        confidences: the probability of each chosen tag (CRF marginal or softmax).
+        spans: labelled spans, token indices into ``tokens`` (never crossing a sentence boundary).
+        sentence_starts: index into ``tokens`` where each sentence starts.
+        offsets: character offset of each token in ``text`` (raw-text and pre-tokenised-line input only).
+        text: the input text, where there was one.
+    """
+
+    tokens: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    confidences: list[float] = field(default_factory=list)
+    spans: list[Span] = field(default_factory=list)
+    sentence_starts: list[int] = field(default_factory=list)
+    offsets: list[int] | None = None
+    text: str | None = None
+
+    def char_span(self, span: Span) -> tuple[int, int]:
+        """``(start, end)`` character offsets of a span in :attr:`text`."""
+        if self.offsets is None:
+            raise ValueError("this prediction has no character offsets (the input was not text)")
+        last = span.end - 1
+        return self.offsets[span.start], self.offsets[last] + len(self.tokens[last])
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: tokens, tags, confidences and spans (with character offsets when known)."""
+        spans = []
+        for span in self.spans:
+            entry: dict[str, Any] = {"start": span.start, "end": span.end, "label": span.label}
+            entry["score"] = None if span.score is None else round(span.score, 6)
+            if self.offsets is not None:
+                entry["start_char"], entry["end_char"] = self.char_span(span)
+                entry["text"] = self.text[entry["start_char"] : entry["end_char"]] if self.text else None
+            spans.append(entry)
+        return {
+            "text": self.text,
+            "tokens": self.tokens,
+            "tags": self.tags,
+            "confidences": [round(c, 6) for c in self.confidences],
+            "spans": spans,
+        }
+
+
+def _sentences_of(item: PredictItem, position: int) -> tuple[list[TaggedSentence], str | None]:
+    """The sentences of one input item and its text (for character offsets)."""
+    if isinstance(item, str):
+        return tokenize_document(item, source=f"input {position}"), item
+    if isinstance(item, TaggedSentence):
+        return [item], None
+    if isinstance(item, Sentence):
+        tokens = [token.text for token in item.tokens]
+        return [TaggedSentence(tokens, None, [t.whitespace_after for t in item.tokens])], None
+    if isinstance(item, Sequence) and all(isinstance(token, str) for token in item):
+        return [TaggedSentence(list(item))], None
+    raise TypeError(
+        f"input {position}: expected a string, a list of token strings, a TaggedSentence or a flair "
+        f"Sentence, got {type(item).__name__}"
+    )
+
+
+def _as_items(inputs: PredictInput) -> list[PredictItem]:
+    if isinstance(inputs, (str, Sentence, TaggedSentence)):
+        return [inputs]
+    items = list(inputs)
+    if items and all(isinstance(token, str) for token in items) and not isinstance(inputs, list):
+        return [items]  # a tuple of tokens is one sentence
+    return items
+
+
+def _length_sorted_batches(sentences: list[TaggedSentence], batch_size: int) -> Iterator[list[int]]:
+    """Indices of ``sentences``, longest first, in batches: similar lengths share a batch (little padding)."""
+    order = sorted(range(len(sentences)), key=lambda i: -sum(len(t) + 1 for t in sentences[i].tokens))
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def tag_sentences(
+    tagger: SequenceTagger,
+    sentences: list[TaggedSentence],
+    batch_size: int = 32,
+    progress: bool = False,
+) -> list[tuple[list[str], list[float]]]:
+    """Tags and confidences of each sentence, in the order given; the storage mode is the caller's."""
+    results: list[tuple[list[str], list[float]]] = [([], []) for _ in sentences]
+    bar = tqdm(total=len(sentences), unit="sent", disable=not progress, leave=False)
+    for batch in _length_sorted_batches(sentences, batch_size):
+        chosen = [sentences[i] for i in batch if len(sentences[i])]
+        if chosen:
+            padded, lengths = tagger.embed([s.tokens for s in chosen], [s.whitespace_after for s in chosen])
+            tag_ids, confidences = tagger.decode(padded, lengths)
+            tag_ids, confidences = tag_ids.cpu().tolist(), confidences.cpu().tolist()
+            non_empty = (i for i in batch if len(sentences[i]))
+            for row, index in enumerate(non_empty):
+                n = len(sentences[index])
+                results[index] = (tagger.tags.decode(tag_ids[row][:n]), confidences[row][:n])
+        bar.update(len(batch))
+    bar.close()
+    return results
+
+
+def predict(
+    tagger: SequenceTagger,
+    inputs: PredictInput,
+    batch_size: int = 32,
+    mode: StorageMode = "none",
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> list[Prediction]:
+    """Tag every input; results come back in input order, whatever the batch size.
+
+    Args:
+        tagger: the model.
+        inputs: a raw string, a token list, a flair ``Sentence``, a ``TaggedSentence``, or a list of those.
+        batch_size: sentences per forward pass.
+        mode: the embedding storage mode while predicting (``"none"``: nothing is kept, no copies).
+        device: move the tagger there first (``None``: where it is).
+        progress: show a progress bar.
+
+    Returns:
+        One :class:`Prediction` per input; flair ``Sentence`` inputs also get labels of ``tagger.tag_type``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if device is not None:
+        tagger.to(device)
+    items = _as_items(inputs)
+    per_item = [_sentences_of(item, position) for position, item in enumerate(items)]
+    flat = [sentence for sentences, _ in per_item for sentence in sentences]
+    was_training = tagger.training
+    tagger.eval()
+    try:
+        with storage_mode(mode), torch.no_grad():
+            tagged = iter(tag_sentences(tagger, flat, batch_size, progress))
+    finally:
+        tagger.train(was_training)
+    predictions = []
+    for item, (sentences, text) in zip(items, per_item, strict=True):
+        prediction = _assemble(sentences, [next(tagged) for _ in sentences], tagger.tags.scheme, text)
+        if isinstance(item, Sentence):
+            _label_flair_sentence(item, prediction, tagger.tag_type, tagger.tags.scheme)
+        predictions.append(prediction)
+    return predictions
+
+
+def _assemble(
+    sentences: list[TaggedSentence],
+    tagged: list[tuple[list[str], list[float]]],
+    scheme: str,
+    text: str | None,
+) -> Prediction:
+    prediction = Prediction(text=text, offsets=[] if text is not None else None)
+    for sentence, (tags, confidences) in zip(sentences, tagged, strict=True):
+        start = len(prediction.tokens)
+        prediction.sentence_starts.append(start)
+        prediction.tokens += sentence.tokens
+        prediction.tags += tags
+        prediction.confidences += confidences
+        spans = spans_from_tags(tags, scheme, confidences)  # type: ignore[arg-type]
+        prediction.spans += [Span(s.start + start, s.end + start, s.label, s.score) for s in spans]
+        if prediction.offsets is not None:
+            prediction.offsets += sentence.offsets or []
+    return prediction
+
+
+def _label_flair_sentence(sentence: Sentence, prediction: Prediction, tag_type: str, scheme: str) -> None:
+    """Add labels as Flair's SequenceTagger.predict does: spans for span schemes, tokens for plain tags."""
+    if scheme == "plain":
+        for token, tag, confidence in zip(
+            sentence.tokens, prediction.tags, prediction.confidences, strict=True
+        ):
+            token.add_label(tag_type, tag, confidence)
+        return
+    for span in prediction.spans:
+        sentence[span.start : span.end].add_label(tag_type, span.label, span.score or 0.0)

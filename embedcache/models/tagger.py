@@ -1,0 +1,195 @@
+"""The BiLSTM-CRF sequence tagger: padded token vectors → emissions → CRF (or softmax) → tags.
+
+The network never sees Flair ``Token`` objects: it takes a padded ``(batch, tokens, D)`` float32 tensor and
+the lengths, which come either straight from the embedders (``none`` storage) or from the
+:class:`~embedcache.cache.EmbeddingCache` (``cpu``/``gpu``/``disk`` storage). Layer order and defaults
+follow Flair's ``SequenceTagger`` (embedding dropouts → re-projection → BiLSTM → locked dropout → linear →
+CRF) so that results are comparable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from embedcache.embeddings.base import TokenEmbedder
+from embedcache.embeddings.gather import gather_padded
+from embedcache.embeddings.stack import EmbeddingStack, as_stack
+from embedcache.models.crf import CRF
+from embedcache.models.dropout import LockedDropout, WordDropout
+from embedcache.models.labels import TagDictionary
+from embedcache.settings import StorageMode
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from embedcache.models.predict import PredictInput, Prediction
+
+
+@dataclass(frozen=True)
+class TaggerConfig:
+    """Everything that shapes the network besides the embeddings and the tags (saved with the model)."""
+
+    tag_type: str
+    hidden_size: int = 256
+    rnn_layers: int = 1
+    use_rnn: bool = True
+    use_crf: bool = True
+    reproject_embeddings: bool = True
+    dropout: float = 0.0
+    word_dropout: float = 0.05
+    locked_dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.hidden_size < 1 or self.rnn_layers < 1:
+            raise ValueError("hidden_size and rnn_layers must be at least 1")
+        for name in ("dropout", "word_dropout", "locked_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+
+
+class SequenceTagger(torch.nn.Module):
+    """A BiLSTM-CRF tagger over embedcache (or Flair-face) token embedders.
+
+    Args:
+        embeddings: one embedder, a list (concatenated in order) or an :class:`EmbeddingStack`.
+        tag_dictionary: the tags, as a :class:`TagDictionary`, a ``flair.data.Dictionary`` or a list.
+        tag_type: the label name (``"ner"``, ``"upos"``); Flair sentences get labels of this type.
+        hidden_size, rnn_layers, use_rnn, use_crf, reproject_embeddings, dropout, word_dropout,
+            locked_dropout: as in Flair's ``SequenceTagger``.
+
+    Example:
+        >>> tags = TagDictionary(["O", "B-PER", "I-PER"])
+        >>> tagger = SequenceTagger([fwd, bwd], tags, "ner")  # doctest: +SKIP
+        >>> tagger.predict(["George Washington went to Washington."])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        embeddings: TokenEmbedder | Sequence[TokenEmbedder] | EmbeddingStack,
+        tag_dictionary: TagDictionary | Sequence[str],
+        tag_type: str,
+        hidden_size: int = 256,
+        use_crf: bool = True,
+        use_rnn: bool = True,
+        rnn_layers: int = 1,
+        reproject_embeddings: bool = True,
+        dropout: float = 0.0,
+        word_dropout: float = 0.05,
+        locked_dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.config = TaggerConfig(
+            tag_type, hidden_size, rnn_layers, use_rnn, use_crf, reproject_embeddings, dropout, word_dropout,
+            locked_dropout,
+        )  # fmt: skip
+        self.embeddings = as_stack(embeddings)
+        self.tags = TagDictionary.coerce(tag_dictionary)
+        features = self.embeddings.embedding_length
+        self.embedding_dropout = torch.nn.Sequential(
+            torch.nn.Dropout(dropout), WordDropout(word_dropout), LockedDropout(locked_dropout)
+        )
+        self.reproject = torch.nn.Linear(features, features) if reproject_embeddings else torch.nn.Identity()
+        self.rnn = (
+            torch.nn.LSTM(features, hidden_size, rnn_layers, batch_first=True, bidirectional=True)
+            if use_rnn
+            else None
+        )
+        self.output_dropout = torch.nn.Sequential(torch.nn.Dropout(dropout), LockedDropout(locked_dropout))
+        self.emission = torch.nn.Linear(2 * hidden_size if use_rnn else features, len(self.tags))
+        self.crf = CRF(len(self.tags)) if use_crf else None
+        self.model_card: dict[str, object] = {}  # training data, scores, provenance; saved as JSON
+
+    @property
+    def tag_type(self) -> str:
+        return self.config.tag_type
+
+    @property
+    def device(self) -> torch.device:
+        return self.emission.weight.device
+
+    def hyperparameters(self) -> dict[str, object]:
+        return asdict(self.config)
+
+    def embed(
+        self, sentences: Sequence[Sequence[str]], whitespace_after: Sequence[Sequence[int]] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the embedders on a batch: the zero-padded ``(B, T, D)`` float32 input and ``(B,)`` lengths."""
+        vectors = self.embeddings.embed_batch(sentences, whitespace_after)
+        lengths = vectors.lengths
+        rows = torch.arange(vectors.vectors.shape[0])
+        padded = gather_padded(vectors.vectors, rows, lengths)  # (B, T, D)
+        return padded.to(self.device, torch.float32, non_blocking=True), lengths
+
+    def emissions(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``(B, T, K)`` tag scores for a padded batch of token vectors ``(B, T, D)``."""
+        x = self.reproject(self.embedding_dropout(padded.float()))  # (B, T, D)
+        if self.rnn is not None:
+            # Packing skips the pads; empty sentences are packed as length 1 and masked out later.
+            packed = pack_padded_sequence(
+                x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+            )
+            output, _ = self.rnn(packed)
+            x, _ = pad_packed_sequence(output, batch_first=True, total_length=padded.shape[1])  # (B, T, 2H)
+        return self.emission(self.output_dropout(x))  # (B, T, K)
+
+    def loss(self, padded: torch.Tensor, lengths: torch.Tensor, tag_ids: torch.Tensor) -> torch.Tensor:
+        """Summed negative log-likelihood of the gold tags ``(B, T)`` over the batch, as Flair's loss."""
+        scores = self.emissions(padded, lengths)
+        mask = _mask(lengths, padded.shape[1], scores.device)
+        tag_ids = tag_ids.to(scores.device)
+        if self.crf is not None:
+            return self.crf.neg_log_likelihood(scores, tag_ids, mask, reduction="sum")
+        return torch.nn.functional.cross_entropy(scores[mask], tag_ids[mask], reduction="sum")
+
+    @torch.no_grad()
+    def decode(self, padded: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Best tags and their confidences, both ``(B, T)`` (pads hold 0).
+
+        With the CRF the confidence is the posterior marginal of the chosen tag; without it, the softmax
+        probability.
+        """
+        scores = self.emissions(padded, lengths)
+        mask = _mask(lengths, padded.shape[1], scores.device)
+        if self.crf is not None:
+            tag_ids, _ = self.crf.viterbi_decode(scores, mask)
+            probabilities = self.crf.marginals(scores, mask)  # (B, T, K)
+        else:
+            probabilities = scores.softmax(-1)
+            tag_ids = probabilities.argmax(-1)
+        confidences = probabilities.gather(-1, tag_ids.unsqueeze(-1)).squeeze(-1)  # (B, T)
+        return tag_ids.masked_fill(~mask, 0), confidences.masked_fill(~mask, 0.0)
+
+    def predict(
+        self,
+        inputs: PredictInput,
+        batch_size: int = 32,
+        storage_mode: StorageMode = "none",
+        device: str | torch.device | None = None,
+        progress: bool = False,
+    ) -> list[Prediction]:
+        """Tag raw strings, token lists or Flair sentences; see :func:`embedcache.models.predict.predict`."""
+        from embedcache.models.predict import predict
+
+        return predict(self, inputs, batch_size, storage_mode, device, progress)
+
+    def save(self, path: str | Path) -> None:
+        """Write a model directory of safetensors + JSON; see :mod:`embedcache.models.serialization`."""
+        from embedcache.models.serialization import save_tagger
+
+        save_tagger(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device | None = None) -> SequenceTagger:
+        """Load a model directory written by :meth:`save` (never unpickles)."""
+        from embedcache.models.serialization import load_tagger
+
+        return load_tagger(path, device=device)
+
+
+def _mask(lengths: torch.Tensor, width: int, device: torch.device) -> torch.Tensor:
+    return torch.arange(width, device=device) < lengths.to(device).unsqueeze(1)  # (B, T)

@@ -1,0 +1,72 @@
+"""Scores: span-level precision/recall/F1 with seqeval for BIO/BIOES tasks, accuracy for plain tags."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+from seqeval.metrics import classification_report
+
+from embedcache.models.labels import Scheme, convert_scheme
+
+
+@dataclass
+class Scores:
+    """Evaluation of one split. ``main_score`` is micro F1 for span tasks and accuracy for plain tags."""
+
+    main_score: float
+    accuracy: float
+    micro_f1: float | None = None
+    macro_f1: float | None = None
+    per_type: dict[str, dict[str, float]] = field(default_factory=dict)
+    n_sentences: int = 0
+    n_tokens: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+    def table(self) -> str:
+        """A readable report: per-type precision/recall/F1/support, then the averages."""
+        lines = [f"sentences {self.n_sentences}, tokens {self.n_tokens}, accuracy {self.accuracy:.4f}"]
+        if self.micro_f1 is None:
+            return "\n".join(lines)
+        lines.append(f"{'type':<20} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}")
+        for name, row in self.per_type.items():
+            lines.append(
+                f"{name:<20} {row['precision']:>9.4f} {row['recall']:>9.4f} {row['f1-score']:>9.4f} "
+                f"{int(row['support']):>8}"
+            )
+        lines.append(f"micro F1 {self.micro_f1:.4f}, macro F1 {self.macro_f1:.4f}")
+        return "\n".join(lines)
+
+
+def evaluate_tags(
+    gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]], scheme: Scheme
+) -> Scores:
+    """Compare predicted tags with gold tags, sentence by sentence.
+
+    Span tasks are scored on BIO tags (both sides converted), as conlleval does; a gold label the model
+    never saw in training simply counts as missed.
+    """
+    if len(gold) != len(predicted) or any(len(g) != len(p) for g, p in zip(gold, predicted, strict=True)):
+        raise ValueError("gold and predicted tags must have the same sentences and lengths")
+    if scheme != "plain":
+        gold = [convert_scheme(tags, "BIO") for tags in gold]
+        predicted = [convert_scheme(tags, "BIO") for tags in predicted]
+    n_tokens = sum(len(tags) for tags in gold)
+    correct = sum(g == p for gs, ps in zip(gold, predicted, strict=True) for g, p in zip(gs, ps, strict=True))
+    accuracy = correct / n_tokens if n_tokens else 0.0
+    if scheme == "plain":
+        return Scores(accuracy, accuracy, n_sentences=len(gold), n_tokens=n_tokens)
+    report = classification_report(gold, predicted, output_dict=True, zero_division=0)
+    averages = {key: report.pop(key) for key in list(report) if key.endswith("avg")}
+    micro = float(averages["micro avg"]["f1-score"])
+    return Scores(
+        main_score=micro,
+        accuracy=accuracy,
+        micro_f1=micro,
+        macro_f1=float(averages["macro avg"]["f1-score"]),
+        per_type={name: {k: float(v) for k, v in row.items()} for name, row in sorted(report.items())},
+        n_sentences=len(gold),
+        n_tokens=n_tokens,
+    )

@@ -1,0 +1,175 @@
+"""The trainer: storage modes, no LM calls once cached, resume equals an uninterrupted run, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from gensim.models import KeyedVectors
+
+import embedcache as ec
+from embedcache.data.corpus import Corpus
+from embedcache.data.datasets import WNUT17, UD_English_LinES
+from embedcache.data.sentence import TaggedSentence
+from embedcache.models.labels import TagDictionary
+from embedcache.models.tagger import SequenceTagger
+from embedcache.training import Trainer
+from embedcache.training.trainer import _Run
+from tests.conftest import make_lm
+
+
+def make_tagger(
+    corpus: Corpus, tag_type: str, scheme: str, hidden: int = 16, words: bool = False
+) -> SequenceTagger:
+    """Forward + backward random char LMs, plus (``words``) random vectors for the training vocabulary."""
+    torch.manual_seed(0)
+    tags = TagDictionary.from_sentences([s.tags for s in corpus.train], scheme=scheme)
+    embeddings = [
+        ec.CharLMEmbeddings(make_lm(True, hidden, seed=1)),
+        ec.CharLMEmbeddings(make_lm(False, hidden, seed=2)),
+    ]
+    if words:
+        vocabulary = sorted({token.lower() for sentence in corpus.train for token in sentence.tokens})
+        vectors = KeyedVectors(32)
+        vectors.add_vectors(vocabulary, np.random.default_rng(0).normal(size=(len(vocabulary), 32)))
+        embeddings.append(ec.WordEmbeddings(vectors))
+    return SequenceTagger(embeddings, tags, tag_type, hidden_size=16)
+
+
+def count_lm_runs(tagger: SequenceTagger) -> list[int]:
+    calls = [0]
+    for embedder in tagger.embeddings.embedders:
+        run = embedder.encoder.hidden_states
+
+        def counted(strings, run=run):
+            calls[0] += 1
+            return run(strings)
+
+        embedder.encoder.hidden_states = counted
+    return calls
+
+
+@pytest.fixture(scope="module")
+def lines(data_dir):
+    return UD_English_LinES(data_dir / "ud_english_lines").subset(200, 60)
+
+
+@pytest.fixture(scope="module")
+def wnut(data_dir):
+    return WNUT17(data_dir / "wnut17").subset(150, 40)
+
+
+@pytest.mark.slow
+def test_the_tagger_learns_upos_on_lines(lines, tmp_path):
+    tagger = make_tagger(lines, "upos", "plain", hidden=32, words=True)
+    result = Trainer(tagger, lines).train(tmp_path, storage_mode="gpu", max_epochs=8, progress=False)
+    majority = max(sum(t == tag for s in lines.test for t in s.tags) for tag in tagger.tags.tags)
+    n_test_tokens = sum(len(s) for s in lines.test)
+    assert result.test.accuracy > majority / n_test_tokens + 0.1
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    files = {p.name for p in tmp_path.iterdir()}
+    assert {"best-model", "final-model", "results.json", "results.txt", "loss.tsv", "training.log"} <= files
+    assert json.loads((tmp_path / "results.json").read_text())["test"]["accuracy"] == result.test.accuracy
+    assert len((tmp_path / "loss.tsv").read_text().splitlines()) == 1 + len(result.history)
+
+
+@pytest.mark.parametrize("mode", ["gpu", "cpu", "disk"])
+def test_cached_modes_never_run_the_lms_after_the_cache_is_built(wnut, tmp_path, mode):
+    tagger = make_tagger(wnut, "ner", "BIOES")
+    calls = count_lm_runs(tagger)
+    epoch_calls = []
+    original = _Run._run_epoch
+
+    def spy(run, *args):
+        before = calls[0]
+        original(run, *args)
+        epoch_calls.append(calls[0] - before)
+
+    _Run._run_epoch = spy
+    try:
+        Trainer(tagger, wnut).train(tmp_path, storage_mode=mode, max_epochs=2, progress=False)
+    finally:
+        _Run._run_epoch = original
+    assert epoch_calls == [0, 0]
+
+
+def test_none_mode_runs_the_lms_every_epoch(wnut, tmp_path):
+    tagger = make_tagger(wnut, "ner", "BIOES")
+    calls = count_lm_runs(tagger)
+    Trainer(tagger, wnut).train(
+        tmp_path, storage_mode="none", max_epochs=2, mini_batch_size=50, progress=False
+    )
+    # Two LMs; 150 train sentences in batches of 50; 40 dev sentences in one batch. The test split is
+    # tagged by the best model reloaded from disk, whose LMs are not counted here.
+    assert calls[0] == 2 * (2 * 3) + 2 * (2 * 1)
+
+
+def test_storage_mode_is_set_only_while_training(wnut, tmp_path):
+    seen = []
+    tagger = make_tagger(wnut.subset(20, 5), "ner", "BIOES")
+    original = tagger.loss
+
+    def spy(*args):
+        seen.append(ec.get_storage_mode())
+        return original(*args)
+
+    tagger.loss = spy
+    Trainer(tagger, wnut.subset(20, 5)).train(tmp_path, storage_mode="none", max_epochs=1, progress=False)
+    assert set(seen) == {"none"} and ec.get_storage_mode() == "gpu"
+
+
+def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(wnut, tmp_path):
+    small = wnut.subset(60, 20)
+    straight = make_tagger(small, "ner", "BIOES")
+    Trainer(straight, small).train(tmp_path / "a", storage_mode="cpu", max_epochs=3, progress=False, seed=3)
+
+    interrupted = make_tagger(small, "ner", "BIOES")
+    original = _Run._checkpoint
+
+    def crash_after_second_epoch(run, epochs_done):
+        original(run, epochs_done)
+        if epochs_done == 2:
+            raise KeyboardInterrupt
+
+    _Run._checkpoint = crash_after_second_epoch
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Trainer(interrupted, small).train(
+                tmp_path / "b", storage_mode="cpu", max_epochs=3, progress=False, seed=3
+            )
+    finally:
+        _Run._checkpoint = original
+    resumed = make_tagger(small, "ner", "BIOES")
+    result = Trainer(resumed, small).train(
+        tmp_path / "b", storage_mode="cpu", max_epochs=3, progress=False, seed=3, resume=True
+    )
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_empty_train_split_is_refused():
+    tagger = SequenceTagger(ec.CharLMEmbeddings(make_lm(True, 8)), ["O", "X"], "pos", hidden_size=4)
+    with pytest.raises(ValueError, match="train split has no sentence"):
+        Trainer(tagger, Corpus(train=[], dev=[]))
+    with pytest.raises(ValueError, match="train split has no sentence"):
+        Trainer(tagger, Corpus(train=[TaggedSentence([], [])]))
+
+
+def test_a_dev_label_never_seen_in_train_names_its_sentence():
+    tagger = SequenceTagger(
+        ec.CharLMEmbeddings(make_lm(True, 8)), ["O", "B-PER", "I-PER"], "ner", hidden_size=4
+    )
+    dev = [TaggedSentence(["Rome"], ["B-LOC"], source="dev.conll:7")]
+    with pytest.raises(ValueError, match=r"dev\.conll:7: dev label 'LOC' never occurs in train"):
+        Trainer(tagger, Corpus(train=[TaggedSentence(["Anna"], ["B-PER"])], dev=dev))
+
+
+def test_bad_training_options_are_refused(wnut, tmp_path):
+    tagger = make_tagger(wnut.subset(5, 2), "ner", "BIOES")
+    with pytest.raises(ValueError, match="storage_mode"):
+        Trainer(tagger, wnut.subset(5, 2)).train(tmp_path, storage_mode="ram")
+    with pytest.raises(ValueError, match="optimizer"):
+        Trainer(tagger, wnut.subset(5, 2)).train(tmp_path, optimizer="lbfgs")
