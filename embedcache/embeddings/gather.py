@@ -13,6 +13,9 @@ once per token (``states[offset, i, :]``), which yields a *view*: cheap, but a k
 
 from __future__ import annotations
 
+from operator import itemgetter
+
+import numpy as np
 import torch
 
 from embedcache.settings import StorageMode
@@ -41,7 +44,10 @@ def gather_rows(states: torch.Tensor, rows: torch.Tensor, mode: StorageMode) -> 
 
 
 def row_views(states: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Per-token ``(hidden,)`` views of ``states`` made by one ``tensor_split`` call (no copy).
+    """Per-token ``(hidden,)`` views of ``states`` made by one ``split`` call (no copy).
+
+    The flat states are split into alternating gaps and token rows; ``split`` with a list of sizes is the
+    cheapest way PyTorch offers to make many views at once (about half the cost of ``tensor_split``).
 
     Args:
         states: ``(chars, batch, hidden)`` contiguous LM states.
@@ -51,14 +57,16 @@ def row_views(states: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, .
         One view per entry of ``rows``, in the order of ``rows``.
     """
     hidden = states.shape[-1]
-    order = torch.argsort(rows)
-    starts = rows.cpu()[order] * hidden  # (n,) ascending element offsets of each row
-    bounds = torch.stack((starts, starts + hidden), dim=1).reshape(-1)  # (2n,) [s0, e0, s1, e1, ...]
-    pieces = states.contiguous().reshape(-1).tensor_split(bounds)  # 2n + 1 views; rows at odd positions
-    in_row_order = pieces[1::2]
-    position = torch.empty_like(order)
-    position[order] = torch.arange(order.numel())
-    return tuple(in_row_order[i] for i in position.tolist())
+    order = np.argsort(rows.cpu().numpy(), kind="stable")
+    starts = rows.cpu().numpy()[order] * hidden  # (n,) ascending element offsets of the token rows
+    gaps = starts - np.concatenate(([0], starts[:-1] + hidden))  # (n,) elements skipped before each row
+    sizes = np.stack((gaps, np.full_like(gaps, hidden)), axis=1).reshape(-1).tolist()  # [g0, H, g1, H, ...]
+    flat = states.contiguous().reshape(-1)
+    sizes.append(flat.numel() - int(starts[-1]) - hidden)
+    in_row_order = flat.split(sizes)[1::2]
+    position = np.empty_like(order)
+    position[order] = np.arange(order.size)
+    return itemgetter(*position.tolist())(in_row_order) if order.size > 1 else in_row_order
 
 
 def padded_index(lengths: torch.Tensor, max_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
