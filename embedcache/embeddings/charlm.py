@@ -36,7 +36,7 @@ from embedcache.embeddings.base import (
 )
 from embedcache.embeddings.chars import CharIndex
 from embedcache.embeddings.gather import gather_padded, gather_rows, row_views
-from embedcache.embeddings.language_model import resolve_language_model
+from embedcache.embeddings.language_model import lm_settings, resolve_language_model
 from embedcache.embeddings.positions import (
     ExtractionOptions,
     flat_state_rows,
@@ -280,14 +280,7 @@ class CharLMEmbeddings(TokenEmbeddings):
             "name": self.name,
             "model_params": {
                 "dictionary": lm.dictionary,
-                "is_forward_lm": lm.is_forward_lm,
-                "hidden_size": lm.hidden_size,
-                "nlayers": lm.nlayers,
-                "embedding_size": lm.embedding_size,
-                "nout": lm.nout,
-                "document_delimiter": lm.document_delimiter,
-                "dropout": lm.dropout,
-                "recurrent_type": lm.recurrent_type,
+                **lm_settings(lm),
                 "has_decoder": lm.decoder is not None,
             },
         }

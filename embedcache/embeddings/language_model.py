@@ -89,11 +89,9 @@ def load_flair_checkpoint(path: str | Path, *, trust_remote_pickle: bool = False
     return lm.eval()
 
 
-def save_language_model(lm: LanguageModel, path: str | Path) -> None:
-    """Write ``path.safetensors`` (weights, no decoder) and ``path.json`` (configuration, characters)."""
-    path = Path(path)
-    config = {
-        "format_version": LM_FORMAT_VERSION,
+def lm_settings(lm: LanguageModel) -> dict[str, Any]:
+    """The ``LanguageModel`` constructor arguments besides the dictionary: what rebuilds its shape."""
+    return {
         "is_forward_lm": lm.is_forward_lm,
         "hidden_size": lm.hidden_size,
         "nlayers": lm.nlayers,
@@ -102,6 +100,15 @@ def save_language_model(lm: LanguageModel, path: str | Path) -> None:
         "document_delimiter": lm.document_delimiter,
         "dropout": lm.dropout,
         "recurrent_type": lm.recurrent_type,
+    }
+
+
+def save_language_model(lm: LanguageModel, path: str | Path) -> None:
+    """Write ``path.safetensors`` (weights, no decoder) and ``path.json`` (configuration, characters)."""
+    path = Path(path)
+    config = {
+        "format_version": LM_FORMAT_VERSION,
+        **lm_settings(lm),
         "characters": lm.dictionary.get_items(),
         "add_unk": lm.dictionary.add_unk,
     }
