@@ -1,0 +1,16 @@
+"""The registry of suites: name → function from a :class:`~bench.harness.BenchConfig` to a result.
+
+To add a suite, write ``bench/suites/NAME.py`` with a ``run(config) -> SuiteResult`` function and add it here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bench.harness import BenchConfig
+from bench.report import SuiteResult
+from bench.suites import embed
+
+SUITES: dict[str, Callable[[BenchConfig], SuiteResult]] = {
+    "embed": embed.run,
+}
