@@ -173,3 +173,22 @@ def test_bad_training_options_are_refused(wnut, tmp_path):
         Trainer(tagger, wnut.subset(5, 2)).train(tmp_path, storage_mode="ram")
     with pytest.raises(ValueError, match="optimizer"):
         Trainer(tagger, wnut.subset(5, 2)).train(tmp_path, optimizer="lbfgs")
+
+
+def test_fine_tuned_lms_are_never_cached_and_do_change(wnut, tmp_path, caplog):
+    small = wnut.subset(20, 5)
+    all_tags = [s.tags for s in small.train + small.dev + small.test]
+    tags = TagDictionary.from_sentences(all_tags, scheme="BIOES")
+    lm = make_lm(True, 8, seed=4)
+    before = lm.encoder.weight.detach().clone()
+    tagger = SequenceTagger(ec.CharLMEmbeddings(lm, fine_tune=True), tags, "ner", hidden_size=4)
+    Trainer(tagger, small).train(tmp_path, storage_mode="gpu", max_epochs=1, progress=False)
+    assert "never cached" in caplog.text
+    assert not torch.equal(before, tagger.embeddings.embedders[0].lm.encoder.weight.detach())
+
+
+def test_sentences_without_tokens_are_skipped_with_a_warning(caplog):
+    tagger = SequenceTagger(ec.CharLMEmbeddings(make_lm(True, 8)), ["O", "X"], "pos", hidden_size=4)
+    corpus = Corpus(train=[TaggedSentence(["a"], ["X"]), TaggedSentence([], [])])
+    assert len(Trainer(tagger, corpus).train_sentences) == 1
+    assert "skipping 1 sentences with no tokens" in caplog.text
