@@ -15,7 +15,7 @@ from embedcache.models.tagger import SequenceTagger
 EXIT_OK = 0
 EXIT_INTERNAL_ERROR = 1
 EXIT_BAD_INPUT = 2
-DEFAULT_MODEL = "wnut17-ner"
+DEFAULT_MODEL = "en-upos"
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models" / "bundled"
 
 

@@ -13,7 +13,7 @@ from embedcache.models.serialization import ModelFormatError, read_config
 EPILOG = """\
 examples:
   embedcache info out/wnut17-ner/best-model
-  embedcache info wnut17-ner              # a bundled model
+  embedcache info en-upos                 # the bundled model
   embedcache info MODEL --json            # config and model card as one JSON object
 
 Prints the format version, the tags, the tagger's hyper-parameters, the embedders (character LMs with
