@@ -9,8 +9,10 @@ from collections.abc import Callable
 
 from bench.harness import BenchConfig
 from bench.report import SuiteResult
-from bench.suites import embed
+from bench.suites import cache, embed, train
 
 SUITES: dict[str, Callable[[BenchConfig], SuiteResult]] = {
+    "cache": cache.run,
     "embed": embed.run,
+    "train": train.run,
 }

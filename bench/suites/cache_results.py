@@ -1,0 +1,137 @@
+"""What the ``cache`` suite reports: epoch assembly times, bytes held, and their ratios to Flair's path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bench.harness import Timing
+from bench.inputs import BATCH_SIZE
+from bench.report import SuiteResult, Table, format_ratio, format_seconds
+
+PLACEMENTS = ("gpu", "cpu", "disk")
+DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+FLAIR = "flair_cpu"
+
+DESCRIPTION = f"""\
+Time to assemble every mini-batch of one epoch of WNUT-17 train (`wnut17/train.conll`, 3,394 sentences;
+{BATCH_SIZE} sentences a batch, shuffled once with seed 0, the same batches for every case) once the token
+vectors are stored. The vectors are those of the trained forward char LM `out/charlm/forward` (hidden 256).
+
+- **Flair 0.15.1, storage `cpu`**: sentences embedded with `FlairEmbeddings("out/charlm/forward.pt")` and
+  kept by `store_embeddings(batch, "cpu")`, as its `ModelTrainer` does; a batch is
+  `SequenceTagger._make_padded_tensor_for_batch(sentences)`, which concatenates every token's stored
+  embedding and the padding into a `(batch, tokens, D)` tensor.
+- **embedcache**: `EmbeddingCache.batch(ids)` → `(padded float32 (batch, tokens, D), lengths)` from a store
+  in each placement and dtype (`gpu` is the compute device, so the CPU here; `disk` is a memory-mapped file,
+  warm in the page cache after the warm-up round). Each dtype's store is built once with the same LM and
+  reopened in the other placements.
+
+Before timing, the float32 `cpu` store's first batch is checked against Flair's padded tensor. Bytes are
+exact: `EmbeddingCache.nbytes` (for `disk`, the file's size, not memory) and, for Flair,
+`embedcache.accounting.retained_nbytes` over the embeddings kept on its tokens (distinct storages: a token's
+vector is a view of its whole batch's LM states)."""
+
+
+def case_name(placement: str, dtype: torch.dtype) -> str:
+    return f"ec_{placement}_{DTYPE_NAMES[dtype]}"
+
+
+@dataclass(frozen=True)
+class CacheRun:
+    """Everything the suite measured."""
+
+    sentences: int
+    tokens: int
+    batches: int
+    timings: dict[str, Timing]
+    cache_nbytes: dict[str, int]
+    flair_nbytes: int
+
+    def speedup(self, name: str, statistic: str = "median_s") -> float:
+        """Flair's epoch time ÷ the case's (above 1: the store is faster)."""
+        return getattr(self.timings[FLAIR], statistic) / getattr(self.timings[name], statistic)
+
+    def disk_over_cpu(self, dtype_name: str, statistic: str = "median_s") -> float:
+        disk, cpu = self.timings[f"ec_disk_{dtype_name}"], self.timings[f"ec_cpu_{dtype_name}"]
+        return getattr(disk, statistic) / getattr(cpu, statistic)
+
+
+def _both(median: float, minimum: float) -> str:
+    return f"{format_ratio(median)} ({format_ratio(minimum)})"
+
+
+def epoch_table(run: CacheRun) -> Table:
+    flair = run.timings[FLAIR]
+    rows = [
+        ["Flair 0.15.1 `cpu` storage", format_seconds(flair.median_s), format_seconds(flair.min_s), "1.00×"]
+    ]
+    for name, timing in run.timings.items():
+        if name == FLAIR:
+            continue
+        _, placement, dtype_name = name.split("_")
+        rows.append(
+            [
+                f"embedcache `{placement}` {dtype_name}",
+                format_seconds(timing.median_s),
+                format_seconds(timing.min_s),
+                _both(run.speedup(name), run.speedup(name, "min_s")),
+            ]
+        )
+    notes = [
+        f"One epoch: {run.sentences:,} sentences, {run.tokens:,} tokens, {run.batches} batches.",
+        "Speedup = Flair's epoch time ÷ the row's: medians (mins).",
+    ]
+    return Table("Assembling one epoch's batches", ["case", "median", "min", "Flair ÷ case"], rows, notes)
+
+
+def disk_table(run: CacheRun) -> Table:
+    rows = [
+        [dtype_name, _both(run.disk_over_cpu(dtype_name), run.disk_over_cpu(dtype_name, "min_s"))]
+        for dtype_name in DTYPE_NAMES.values()
+    ]
+    return Table(
+        "Disk placement (warm page cache) relative to cpu",
+        ["dtype", "disk ÷ cpu: medians (mins)"],
+        rows,
+    )
+
+
+def bytes_table(run: CacheRun) -> Table:
+    rows = [["Flair 0.15.1 `cpu` storage (retained storages)", f"{run.flair_nbytes:,}", "1.00×"]]
+    rows += [
+        [
+            f"embedcache `{name.split('_')[1]}` {name.split('_')[2]}",
+            f"{nbytes:,}",
+            format_ratio(run.flair_nbytes / nbytes),
+        ]
+        for name, nbytes in run.cache_nbytes.items()
+    ]
+    return Table("Bytes held for the epoch's vectors", ["store", "bytes", "Flair ÷ store"], rows)
+
+
+def suite_result(run: CacheRun, quick: bool) -> SuiteResult:
+    description = DESCRIPTION
+    if quick:
+        description += (
+            "\n\n**Quick run** (`--quick`): a smoke test on the first 100 sentences, not the record."
+        )
+    data = {
+        "sentences": run.sentences,
+        "tokens": run.tokens,
+        "batches": run.batches,
+        "batch_size": BATCH_SIZE,
+        "timings": {name: timing.to_json() for name, timing in run.timings.items()},
+        "cache_nbytes": run.cache_nbytes,
+        "flair_retained_nbytes": run.flair_nbytes,
+        "flair_over_case": {name: run.speedup(name) for name in run.timings if name != FLAIR},
+        "disk_over_cpu": {d: run.disk_over_cpu(d) for d in DTYPE_NAMES.values()},
+    }
+    return SuiteResult(
+        suite="cache",
+        title="`cache`: one epoch's mini-batches from the embedding cache vs Flair 0.15.1 `cpu` storage",
+        description=description,
+        tables=[epoch_table(run), disk_table(run), bytes_table(run)],
+        data=data,
+    )
