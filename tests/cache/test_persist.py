@@ -121,7 +121,7 @@ def wait_for(
 def finish(process: multiprocessing.process.BaseProcess, log: Path, out: Path) -> dict[str, object]:
     process.join(timeout=120)
     assert process.exitcode == 0, log.read_text()
-    return torch.load(out)
+    return torch.load(out, weights_only=True)
 
 
 # --- fingerprint -------------------------------------------------------------------------------------------
@@ -176,7 +176,7 @@ def test_a_new_process_reads_back_exactly_what_was_built(
     command = [sys.executable, str(WORKER), str(data_dir), str(tmp_path), "40", str(tmp_path / "out.pt")]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert completed.returncode == 0, completed.stderr
-    result = torch.load(tmp_path / "out.pt")
+    result = torch.load(tmp_path / "out.pt", weights_only=True)
     assert result["reused"] is True
     assert torch.equal(result["padded"], all_vectors(built))
     assert torch.equal(result["padded"], expected_vectors(small_corpus, encoder))
