@@ -9,7 +9,8 @@ detached hidden state is carried from one chunk to the next (truncated backpropa
 The LM is written twice, atomically: embedcache's ``.safetensors`` + ``.json``
 (:func:`~embedcache.embeddings.language_model.save_language_model`) and Flair's ``.pt``
 (``LanguageModel.save``), so that ``FlairEmbeddings`` can load the very same LM for side-by-side runs.
-``<name>-training.json`` beside them records the configuration and the validation bits per character.
+``<name>-training.json`` beside them records the configuration and the validation bits per character. The
+files are also written at every evaluation, so a run that is stopped early leaves its latest model behind.
 
 Example:
     python -m embedcache.training.language_model recipes/charlm.toml direction=forward smoke=true
@@ -28,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
@@ -101,7 +102,7 @@ class CharLMConfig:
 
 @dataclass(frozen=True)
 class CharLMResult:
-    """A trained LM (in eval mode, decoder kept), where it was written and how well it predicts."""
+    """A trained LM (decoder kept), where it was written and how well it predicts."""
 
     lm: LanguageModel
     out_path: Path
@@ -110,6 +111,7 @@ class CharLMResult:
     seconds: float
     initial_validation_bits_per_char: float
     validation_bits_per_char: float
+    finished: bool = True  # False for the saves made during training
 
     @property
     def validation_perplexity(self) -> float:
@@ -212,9 +214,13 @@ def prepare_corpus(config: CharLMConfig) -> tuple[Dictionary, torch.Tensor, torc
 
 def _train_steps(
     lm: LanguageModel, train_data: torch.Tensor, validation_data: torch.Tensor, config: CharLMConfig,
-    progress: bool,
+    progress: bool, on_evaluation: Callable[[int, int, float], None],
 ) -> tuple[int, int]:  # fmt: skip
-    """Optimiser steps over ``(T, B)`` ids until the end condition; returns (steps, characters trained on)."""
+    """Optimiser steps over ``(T, B)`` ids until the end condition; returns (steps, characters trained on).
+
+    Every ``eval_every_steps`` steps the validation bits per character are measured and passed, with the
+    steps and characters so far, to ``on_evaluation``.
+    """
     if config.optimizer == "adam":
         optimizer: torch.optim.Optimizer = torch.optim.Adam(lm.parameters(), lr=config.learning_rate)
     else:
@@ -253,6 +259,7 @@ def _train_steps(
             )  # fmt: skip
             bar.set_postfix(val_bpc=f"{bits:.3f}")
             running_loss = 0.0
+            on_evaluation(step, chars_seen, bits)
     bar.close()
     lm.eval()
     return step, chars_seen
@@ -270,17 +277,25 @@ def fit_char_lm(config: CharLMConfig, progress: bool = True) -> CharLMResult:
     lm.cpu()  # Flair puts new modules on flair.device; training runs on the CPU (and _apply returns None)
     initial_bits = validation_loss(lm, validation_data, config.sequence_length) / math.log(2)
     log.info("validation before training: %.3f bits/char", initial_bits)
-    steps, chars_seen = _train_steps(lm, train_data, validation_data, config, progress)
-    result = CharLMResult(
-        lm=lm,
-        out_path=Path(config.out_path),
-        steps=steps,
-        train_chars_seen=chars_seen,
-        seconds=time.monotonic() - started,
-        initial_validation_bits_per_char=initial_bits,
-        validation_bits_per_char=validation_loss(lm, validation_data, config.sequence_length) / math.log(2),
-    )
-    save_trained_lm(result, config)
+
+    def save(steps: int, chars_seen: int, bits: float, finished: bool = False) -> CharLMResult:
+        result = CharLMResult(
+            lm,
+            Path(config.out_path),
+            steps,
+            chars_seen,
+            time.monotonic() - started,
+            initial_bits,
+            bits,
+            finished,
+        )
+        save_trained_lm(result, config)
+        return result
+
+    # A save at every evaluation: a run that is killed still leaves its latest model, complete and loadable.
+    steps, chars_seen = _train_steps(lm, train_data, validation_data, config, progress, save)
+    bits = validation_loss(lm, validation_data, config.sequence_length) / math.log(2)
+    result = save(steps, chars_seen, bits, finished=True)
     log.info(
         "%s: %d steps (%.2f epochs) in %.0f s, validation %.3f bits/char (perplexity %.2f)",
         config.out_path, steps, chars_seen / train_data.numel(), result.seconds,
@@ -306,6 +321,7 @@ def save_trained_lm(result: CharLMResult, config: CharLMConfig) -> None:
         "initial_validation_bits_per_char": result.initial_validation_bits_per_char,
         "validation_bits_per_char": result.validation_bits_per_char,
         "validation_perplexity": result.validation_perplexity,
+        "finished": result.finished,
     }
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as staging:
         staged = Path(staging) / out.name
@@ -487,20 +503,23 @@ def train_from_recipe(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Train character LMs from a TOML recipe.")
+    parser = argparse.ArgumentParser(
+        prog="python -m embedcache.training.language_model", description="Train character LMs from a recipe."
+    )
     parser.add_argument("recipe", type=Path, help="e.g. recipes/charlm.toml")
     parser.add_argument("overrides", nargs="*", help="key=value, forward.key=value, direction=, smoke=true")
     args = parser.parse_args(argv)
     malformed = [item for item in args.overrides if "=" not in item]
     if malformed:
         parser.error(f"overrides must be key=value, got {', '.join(malformed)}")
+    try:  # a bad recipe is a usage error: a message, not a traceback
+        configs, threads = recipe_configs(args.recipe, dict(item.split("=", 1) for item in args.overrides))
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    overrides = dict(item.split("=", 1) for item in args.overrides)
-    for direction, result in train_from_recipe(args.recipe, overrides).items():
-        log.info(
-            "%s: %.3f bits/char on validation, %s.{safetensors,json,pt}",
-            direction, result.validation_bits_per_char, result.out_path,
-        )  # fmt: skip
+    torch.set_num_threads(threads)
+    for config in configs:
+        fit_char_lm(config)
 
 
 if __name__ == "__main__":

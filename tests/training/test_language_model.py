@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from flair.embeddings import FlairEmbeddings
 
 import embedcache as ec
 from embedcache.embeddings.language_model import load_language_model
+from embedcache.training import language_model
 from embedcache.training.language_model import (
     CharLMConfig,
     build_char_dictionary,
@@ -53,6 +55,17 @@ def test_every_file_is_written_and_nothing_is_left_staged(trained):
     out = trained.out_path
     names = sorted(p.name for p in out.parent.iterdir())
     assert names == sorted(f"{out.name}{s}" for s in (".json", ".pt", ".safetensors", "-training.json"))
+
+
+def test_model_is_saved_at_every_evaluation_and_at_the_end(data_dir, tmp_path, monkeypatch):
+    saves = []
+    monkeypatch.setattr(language_model, "save_trained_lm", lambda r, c: saves.append((r.steps, r.finished)))
+    config = CharLMConfig(
+        text_path=str(social_text(data_dir)), out_path=str(tmp_path / "lm"), max_lines=300, max_steps=20,
+        **{**TINY, "eval_every_steps": 10},
+    )  # fmt: skip
+    fit_char_lm(config, progress=False)
+    assert saves == [(10, False), (20, False), (20, True)]
 
 
 def test_safetensors_lm_gives_the_in_memory_vectors(trained):
@@ -112,6 +125,7 @@ def test_recipe_smoke_run_trains_both_directions(data_dir, tmp_path):
         assert result.lm.hidden_size == 32 and result.steps == 30
         assert result.validation_bits_per_char < result.initial_validation_bits_per_char
         assert load_language_model(result.out_path).is_forward_lm == (direction == "forward")
+        assert json.loads(Path(f"{result.out_path}-training.json").read_text())["finished"] is True
 
 
 def test_recipe_overrides_and_direction(tmp_path):
@@ -144,3 +158,14 @@ def test_bad_recipe_names_the_key_and_the_file(tmp_path, text, overrides, messag
     recipe.write_text(text)
     with pytest.raises(ValueError, match=message):
         recipe_configs(recipe, overrides)
+
+
+def test_command_line_trains_and_reports_bad_keys_without_a_traceback(data_dir, tmp_path, capsys):
+    recipe = str(REPO_ROOT / "recipes" / "charlm.toml")
+    text = f"text={social_text(data_dir)}"
+    language_model.main([recipe, "smoke=true", "direction=forward", f"out_dir={tmp_path}", text])
+    assert load_language_model(tmp_path / "smoke" / "forward").is_forward_lm
+    with pytest.raises(SystemExit) as exit_info:
+        language_model.main([recipe, "hiden_size=3"])
+    assert exit_info.value.code == 2
+    assert "charlm.toml: unknown key 'hiden_size'" in capsys.readouterr().err
