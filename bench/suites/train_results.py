@@ -1,4 +1,4 @@
-"""What the ``train`` suite reports: epoch times per storage mode, the floor, peak memory and F1 parity."""
+"""What the ``train`` suite reports: epoch times per storage mode, the floor and peak memory."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ class TrainSpec:
         library: ``embedcache``, ``flair`` or ``floor`` (the tagger alone on pre-assembled batches).
         storage: the storage mode (``none``/``cpu``/``gpu``/``disk``).
         n_train, n_dev, n_test: leading sentences of each split (``None``: all; 0: none).
+        word_vectors: stack the word2vec vectors of ``bench.suites.train.WORD_VECTORS`` after the LMs.
     """
 
     library: str
@@ -50,6 +51,8 @@ class TrainSpec:
     n_dev: int | None
     n_test: int | None
     epochs: int
+    word_vectors: bool = False  # add WORD_VECTORS to both libraries' embeddings
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -171,45 +174,7 @@ def memory_table(results: Sequence[RunResult]) -> Table:
     return Table("Peak RSS per run", ["run", "peak RSS", "cache bytes", "bound", "within bound"], rows, notes)
 
 
-def parity_table(results: Sequence[RunResult]) -> Table:
-    ours, flair = _find(results, "embedcache", "gpu"), _find(results, "flair", "cpu")
-    assert ours is not None and flair is not None
-    rows = []
-    for name, result in (("embedcache, storage `gpu`", ours), ("Flair 0.15.1, storage `cpu`", flair)):
-        f1 = "–" if result.test_f1 is None else f"{100 * result.test_f1:.2f}"
-        rows.append([name, f1, format_seconds(sum(result.seconds)), _mib(result.peak_rss_bytes)])
-    spec = ours.spec
-    sizes = (
-        "full corpus (3,394 / 1,009 / 1,287)"
-        if spec.n_train is None
-        else f"first {spec.n_train} / {spec.n_dev} / {spec.n_test}"
-    )
-    difference = "–"
-    if ours.test_f1 is not None and flair.test_f1 is not None:
-        difference = f"{100 * (ours.test_f1 - flair.test_f1):+.2f} points (target: within ±1.5)"
-    notes = [
-        f"{spec.epochs} epochs, train / dev / test sentences: {sizes}; same seed on both sides.",
-        "Test span micro-F1 of the best-on-dev model: Flair's `test_score` (spans from BIOES tags), "
-        "embedcache's "
-        "`TrainingResult.test.micro_f1` (BIOES predictions scored as BIO spans with seqeval).",
-        f"embedcache − Flair: {difference}.",
-    ]
-    if ours.test_f1 == 0 and flair.test_f1 == 0:
-        notes.append(
-            f"**Parity not shown**: after {spec.epochs} epochs neither model predicts any entity on test "
-            "(both F1 0), so the difference says nothing; it needs more epochs than this run had time for."
-        )
-    return Table(
-        "Parity: test span F1",
-        ["run", "test F1 (micro, %)", "training epochs in all", "peak RSS"],
-        rows,
-        notes,
-    )
-
-
-def suite_result(
-    epoch_results: Sequence[RunResult], parity_results: Sequence[RunResult], plan_json: dict, quick: bool
-) -> SuiteResult:
+def suite_result(epoch_results: Sequence[RunResult], plan_json: dict, quick: bool) -> SuiteResult:
     description = DESCRIPTION
     if quick:
         description += (
@@ -218,18 +183,16 @@ def suite_result(
     data = {
         "plan": plan_json,
         "epoch_runs": [r.to_json() for r in epoch_results],
-        "parity_runs": [r.to_json() for r in parity_results],
     }
     return SuiteResult(
         suite="train",
-        title="`train`: epoch times, floor, peak memory and F1 parity, embedcache vs Flair 0.15.1 (WNUT-17)",
+        title="`train`: epoch times, floor and peak memory, embedcache vs Flair 0.15.1 (WNUT-17)",
         description=description,
         tables=[
             speedup_table(epoch_results),
             epoch_table(epoch_results),
             floor_table(epoch_results),
             memory_table(epoch_results),
-            parity_table(parity_results),
         ],
         data=data,
     )
