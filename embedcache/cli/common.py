@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -152,3 +153,30 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
+
+
+def memory_size(text: str) -> int:
+    """An argparse type: bytes, with an optional unit (``512MiB``, ``2GB``, ``1.5 GiB``, ``4096``).
+
+    Units are case-insensitive; ``KB``, ``MB``, ``GB``, ``TB`` are powers of 1000, ``KiB``, ``MiB``,
+    ``GiB``, ``TiB`` powers of 1024.
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _SIZE_UNITS:
+        raise argparse.ArgumentTypeError(
+            f"expected a size such as 512MiB, 2GB or a number of bytes, got {text!r}"
+        )
+    value = int(float(match.group(1)) * _SIZE_UNITS[unit])
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a size of at least 1 byte, got {text!r}")
+    return value
+
+
+def add_max_memory_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--max-memory SIZE``: a budget in bytes (``None`` when not given); ``what`` says what it caps."""
+    parser.add_argument("--max-memory", type=memory_size, metavar="SIZE", help=f"{what} (e.g. 512MiB, 2GB)")

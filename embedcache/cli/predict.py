@@ -27,6 +27,7 @@ from embedcache.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_OK,
     BadInput,
+    add_max_memory_option,
     add_runtime_options,
     checked_output,
     load_model,
@@ -96,6 +97,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format-out", choices=OUTPUT_FORMATS, default="conll", help="see below (conll)")
     parser.add_argument("-o", "--output", type=Path, help="write here (atomically) instead of stdout")
     add_runtime_options(parser)
+    add_max_memory_option(
+        parser, "lower the batch size so that a batch's LM states and activations fit this budget"
+    )
     parser.add_argument(
         "--chunk-size",
         type=positive_int,
@@ -160,7 +164,9 @@ def _predict_chunk(
     """Tag one chunk; raw text goes in as strings (the tagger tokenises it), everything else as tokens."""
     items = [document.text if document.sentence is None else document.sentence for document in chunk]
     try:
-        predictions = predict(tagger, items, args.batch_size, args.storage_mode)
+        predictions = predict(
+            tagger, items, args.batch_size, args.storage_mode, memory_budget_bytes=args.max_memory
+        )
     except ValueError:
         _raise_for_untokenisable_line(chunk)
         raise

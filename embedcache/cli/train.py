@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from embedcache.cli.common import EXIT_OK, BadInput, show_progress
+from embedcache.cache.budget import OverBudgetError
+from embedcache.cli.common import EXIT_OK, BadInput, add_max_memory_option, show_progress
 from embedcache.recipes import load_tagger_recipe, read_recipe, recipe_kind, train_tagger
 
 EPILOG = """\
@@ -39,14 +40,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="override a recipe setting (repeatable)",
     )
     parser.add_argument("--smoke", action="store_true", help="a seconds-long run on a tiny slice of the data")
+    add_max_memory_option(
+        parser,
+        "budget of the embedding cache in its storage mode (training.memory_budget_bytes); over it the run "
+        "stops before embedding, or with --set training.on_over_budget=fallback moves to cpu, then disk",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     progress = show_progress(args.quiet)
     if recipe_kind(read_recipe(args.recipe), args.recipe) == "charlm":
         return _train_char_lms(args, progress)
-    recipe = load_tagger_recipe(args.recipe, args.overrides, smoke=args.smoke)
-    result = train_tagger(recipe, progress=progress)
+    overrides = list(args.overrides)
+    if args.max_memory is not None:
+        overrides.append(f"training.memory_budget_bytes={args.max_memory}")
+    recipe = load_tagger_recipe(args.recipe, overrides, smoke=args.smoke)
+    try:
+        result = train_tagger(recipe, progress=progress)
+    except OverBudgetError as error:  # raised before any LM work: a budget the user can raise
+        raise BadInput(
+            f"{args.recipe}: {error}; on the command line: a larger --max-memory, "
+            "--set training.cache_dtype=float16 or --set training.on_over_budget=fallback"
+        ) from error
     print(f"{recipe.name}: epochs run {result.epochs_run}, best dev score {result.best_dev_score:.4f}")
     if result.test is not None:
         print(f"test (best model):\n{result.test.table()}")

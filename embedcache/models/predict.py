@@ -7,7 +7,8 @@ labels the way Flair's ``SequenceTagger.predict`` adds them). One :class:`Predic
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,8 @@ from embedcache.settings import StorageMode, storage_mode
 
 if TYPE_CHECKING:
     from embedcache.models.tagger import SequenceTagger
+
+log = logging.getLogger(__name__)
 
 PredictItem = str | Sequence[str] | TaggedSentence | Sentence
 PredictInput = PredictItem | Sequence[PredictItem]
@@ -101,11 +104,60 @@ def _as_items(inputs: PredictInput) -> list[PredictItem]:
     return items
 
 
-def _length_sorted_batches(sentences: list[TaggedSentence], batch_size: int) -> Iterator[list[int]]:
-    """Indices of ``sentences``, longest first, in batches: similar lengths share a batch (little padding)."""
-    order = sorted(range(len(sentences)), key=lambda i: -sum(len(t) + 1 for t in sentences[i].tokens))
-    for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]
+def _lm_input_chars(sentence: TaggedSentence) -> int:
+    """Characters a character LM reads for ``sentence``: a start marker, then each token and a space."""
+    return 1 + sum(len(token) + 1 for token in sentence.tokens)
+
+
+def _lm_state_width(embedder: object) -> int:
+    """Hidden size of an embedder's character LM, 0 for embedders without one (word vectors)."""
+    return int(getattr(getattr(embedder, "lm", None), "hidden_size", 0))
+
+
+def sentence_nbytes(tagger: SequenceTagger, n_chars: int, n_tokens: int) -> int:
+    """Estimated bytes one sentence adds to a predict batch: its share of the largest transient tensors.
+
+    All float32 (4 bytes): for each character LM, the ``(chars, batch, hidden)`` states; then per token the
+    padded tagger input (D), the BiLSTM output (2 × hidden_size) and the emissions (one score per tag)::
+
+        4 × (n_chars × Σ_LM hidden_LM + n_tokens × (D + 2 × hidden_size + n_tags))
+
+    An estimate of what grows with the batch, not a measured peak: weights, the allocator's slack and
+    framework buffers come on top, so leave headroom in the budget.
+    """
+    lm_widths = sum(_lm_state_width(embedder) for embedder in tagger.embeddings.embedders)
+    rnn_width = 2 * tagger.config.hidden_size if tagger.rnn is not None else 0
+    token_width = tagger.embeddings.embedding_length + rnn_width + len(tagger.tags)
+    return 4 * (n_chars * lm_widths + n_tokens * token_width)
+
+
+def budgeted_batch_size(
+    tagger: SequenceTagger, sentences: Sequence[TaggedSentence], batch_size: int, memory_budget_bytes: int
+) -> int:
+    """The largest batch size up to ``batch_size`` whose batches fit ``memory_budget_bytes`` (at least 1).
+
+    A batch is padded to its longest sentence, so every sentence is counted at the longest character and
+    token counts of the input: ``budget // sentence_nbytes(max chars, max tokens)``.
+    """
+    if type(memory_budget_bytes) is not int or memory_budget_bytes < 1:
+        raise ValueError(f"memory_budget_bytes must be a positive int of bytes, got {memory_budget_bytes!r}")
+    max_chars = max((_lm_input_chars(s) for s in sentences), default=0)
+    max_tokens = max((len(s) for s in sentences), default=0)
+    per_sentence = max(sentence_nbytes(tagger, max_chars, max_tokens), 1)
+    chosen = max(1, min(batch_size, memory_budget_bytes // per_sentence))
+    if per_sentence > memory_budget_bytes:
+        log.warning(
+            "memory budget %s bytes is below one sentence (%d characters, %d tokens: %s bytes); "
+            "tagging one sentence at a time",
+            f"{memory_budget_bytes:,}", max_chars, max_tokens, f"{per_sentence:,}",
+        )  # fmt: skip
+    else:
+        log.info(
+            "memory budget %s bytes: batch size %d (requested %d); a sentence of up to %d characters and "
+            "%d tokens needs %s bytes",
+            f"{memory_budget_bytes:,}", chosen, batch_size, max_chars, max_tokens, f"{per_sentence:,}",
+        )  # fmt: skip
+    return chosen
 
 
 def tag_sentences(
@@ -114,22 +166,50 @@ def tag_sentences(
     batch_size: int = 32,
     progress: bool = False,
 ) -> list[tuple[list[str], list[float]]]:
-    """Tags and confidences of each sentence, in the order given; the storage mode is the caller's."""
+    """Tags and confidences of each sentence, in the order given; the storage mode is the caller's.
+
+    Sentences go longest first (similar lengths share a batch: little padding). A CUDA out-of-memory error
+    halves the batch size for this and every later batch (they are no longer), with a warning; a single
+    sentence that does not fit re-raises it.
+    """
     results: list[tuple[list[str], list[float]]] = [([], []) for _ in sentences]
+    order = sorted(range(len(sentences)), key=lambda i: -_lm_input_chars(sentences[i]))
     bar = tqdm(total=len(sentences), unit="sent", disable=not progress, leave=False)
-    for batch in _length_sorted_batches(sentences, batch_size):
-        chosen = [sentences[i] for i in batch if len(sentences[i])]
-        if chosen:
-            padded, lengths = tagger.embed([s.tokens for s in chosen], [s.whitespace_after for s in chosen])
-            tag_ids, confidences = tagger.decode(padded, lengths)
-            tag_ids, confidences = tag_ids.cpu().tolist(), confidences.cpu().tolist()
-            non_empty = (i for i in batch if len(sentences[i]))
-            for row, index in enumerate(non_empty):
-                n = len(sentences[index])
-                results[index] = (tagger.tags.decode(tag_ids[row][:n]), confidences[row][:n])
+    start = 0
+    while start < len(order):
+        batch = order[start : start + batch_size]
+        try:
+            _tag_batch(tagger, sentences, batch, results)
+        except torch.cuda.OutOfMemoryError:
+            if len(batch) == 1:
+                raise
+            batch_size = len(batch) // 2
+            log.warning("out of memory on a batch of %d sentences: retrying with %d", len(batch), batch_size)
+            torch.cuda.empty_cache()
+            continue
+        start += len(batch)
         bar.update(len(batch))
     bar.close()
     return results
+
+
+def _tag_batch(
+    tagger: SequenceTagger,
+    sentences: list[TaggedSentence],
+    batch: list[int],
+    results: list[tuple[list[str], list[float]]],
+) -> None:
+    """Tag the sentences ``batch`` indexes and put their tags and confidences into ``results``."""
+    non_empty = [i for i in batch if len(sentences[i])]
+    if not non_empty:
+        return
+    chosen = [sentences[i] for i in non_empty]
+    padded, lengths = tagger.embed([s.tokens for s in chosen], [s.whitespace_after for s in chosen])
+    tag_ids, confidences = tagger.decode(padded, lengths)
+    tag_ids, confidences = tag_ids.cpu().tolist(), confidences.cpu().tolist()
+    for row, index in enumerate(non_empty):
+        n = len(sentences[index])
+        results[index] = (tagger.tags.decode(tag_ids[row][:n]), confidences[row][:n])
 
 
 def predict(
@@ -139,6 +219,7 @@ def predict(
     mode: StorageMode = "none",
     device: str | torch.device | None = None,
     progress: bool = False,
+    memory_budget_bytes: int | None = None,
 ) -> list[Prediction]:
     """Tag every input; results come back in input order, whatever the batch size.
 
@@ -149,6 +230,8 @@ def predict(
         mode: the embedding storage mode while predicting (``"none"``: nothing is kept, no copies).
         device: move the tagger there first (``None``: where it is).
         progress: show a progress bar.
+        memory_budget_bytes: lower the batch size so that a batch's transient tensors fit this many bytes
+            (see :func:`sentence_nbytes` for the arithmetic); ``None``: ``batch_size`` as given.
 
     Returns:
         One :class:`Prediction` per input; flair ``Sentence`` inputs also get labels of ``tagger.tag_type``.
@@ -160,6 +243,8 @@ def predict(
     items = _as_items(inputs)
     per_item = [_sentences_of(item, position) for position, item in enumerate(items)]
     flat = [sentence for sentences, _ in per_item for sentence in sentences]
+    if memory_budget_bytes is not None:
+        batch_size = budgeted_batch_size(tagger, flat, batch_size, memory_budget_bytes)
     was_training = tagger.training
     tagger.eval()
     try:
