@@ -59,6 +59,21 @@ def shuffled_batches(n: int, batch_size: int, generator: torch.Generator | None)
     return [order[start : start + batch_size] for start in range(0, n, batch_size)]
 
 
+def optimizer_steps(
+    batches: Sequence[list[int]], batches_everywhere: int, accumulate_steps: int
+) -> list[list[tuple[list[int], float]]]:
+    """Mini-batches grouped ``accumulate_steps`` at a time into optimiser steps, as ``(ids, weight)`` pairs.
+
+    Under DDP every rank must run the same number of backward passes, or the ranks with more would wait for
+    a gradient all-reduce that never comes. A rank whose shard yields fewer than ``batches_everywhere``
+    batches (shards differ by at most one sentence) repeats its last batch with weight 0: it joins the
+    all-reduce and adds nothing to the gradient.
+    """
+    fillers = [(batches[-1], 0.0)] * (batches_everywhere - len(batches))
+    weighted = [(ids, 1.0) for ids in batches] + fillers
+    return [weighted[start : start + accumulate_steps] for start in range(0, len(weighted), accumulate_steps)]
+
+
 def length_sorted_batches(sentences: Sequence[TaggedSentence], batch_size: int) -> Iterator[list[int]]:
     """Sentence ids longest first, so that evaluation batches carry little padding."""
     order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))

@@ -3,10 +3,14 @@
 With static embeddings and ``cpu``/``gpu``/``disk`` storage, every token of train and dev is embedded once
 into an :class:`~embedcache.cache.EmbeddingCache`; later epochs never run the LMs and only gather
 mini-batches from the store. ``none`` storage runs the embedders for every batch of every epoch.
+
+Under ``torchrun`` the same loop runs on every rank, each on its own shard of the train split; see
+:mod:`embedcache.training.distributed` for what is shared, what is rank 0's alone, and how failures surface.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -29,9 +33,24 @@ from embedcache.training.batches import (
     GoldTags,
     LiveEmbeddings,
     length_sorted_batches,
+    optimizer_steps,
     shuffled_batches,
 )
-from embedcache.training.checkpoint import load_checkpoint, save_checkpoint
+from embedcache.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from embedcache.training.distributed import (
+    DEFAULT_TIMEOUT_S,
+    Backend,
+    RankInfo,
+    epoch_seeds,
+    from_main,
+    largest_shard_size,
+    process_group,
+    rank_device,
+    reporting_lost_ranks,
+    shard_ids,
+    sum_across_ranks,
+    wrap_for_data_parallel,
+)
 from embedcache.training.evaluation import Scores, evaluate_tags
 
 log = logging.getLogger(__name__)
@@ -45,7 +64,8 @@ class TrainingConfig:
 
     storage_mode: TrainingStorage = "cpu"
     max_epochs: int = 10
-    mini_batch_size: int = 32
+    mini_batch_size: int = 32  # sentences per backward pass on each rank
+    accumulate_steps: int = 1  # backward passes per optimiser step
     eval_batch_size: int = 64
     learning_rate: float = 0.1
     optimizer: Literal["sgd", "adamw"] = "sgd"
@@ -61,6 +81,8 @@ class TrainingConfig:
     memory_budget_bytes: int | None = None
     on_over_budget: Literal["error", "fallback"] = "error"
     progress: bool = True
+    distributed_backend: Backend = "auto"
+    distributed_timeout_s: float = DEFAULT_TIMEOUT_S
 
     def __post_init__(self) -> None:
         if self.storage_mode not in ("none", "cpu", "gpu", "disk"):
@@ -71,6 +93,14 @@ class TrainingConfig:
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.max_epochs < 1 or self.mini_batch_size < 1 or self.eval_batch_size < 1:
             raise ValueError("max_epochs, mini_batch_size and eval_batch_size must be at least 1")
+        if self.accumulate_steps < 1:
+            raise ValueError(f"accumulate_steps must be at least 1, got {self.accumulate_steps}")
+        if self.distributed_backend not in ("auto", "nccl", "gloo"):
+            raise ValueError(
+                f"distributed_backend must be 'auto', 'nccl' or 'gloo', got {self.distributed_backend!r}"
+            )
+        if self.distributed_timeout_s <= 0:
+            raise ValueError(f"distributed_timeout_s must be positive, got {self.distributed_timeout_s}")
 
 
 @dataclass
@@ -127,50 +157,85 @@ class Trainer:
         progress: bool = True,
         memory_budget_bytes: int | None = None,
         on_over_budget: Literal["error", "fallback"] = "error",
+        shuffle: bool = True,
+        accumulate_steps: int = 1,
+        distributed_backend: Backend = "auto",
+        distributed_timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> TrainingResult:
         """Train, keep ``out_dir/best-model`` (by dev score) and ``out_dir/final-model``, test the best.
 
         Writes ``results.json``, ``results.txt`` (readable tables), ``loss.tsv`` (one row per epoch),
         ``training.log`` and ``checkpoint.pt`` (after every epoch; ``resume=True`` continues from it).
+
+        The loss is summed over the sentences of an optimiser step, as Flair's, so ``learning_rate`` applies
+        to the gradient of the sum over the *effective batch* of ``mini_batch_size × accumulate_steps ×
+        ranks`` sentences; keep that product to keep a run's meaning when the number of ranks changes.
+
+        Launched by ``torchrun`` with more than one process, each rank trains on its shard of the train split
+        (``distributed_backend``: ``auto`` is ``nccl`` on CUDA, ``gloo`` on the CPU); rank 0 evaluates and
+        writes the files above (other ranks log to ``training-rankR.log``). A collective that fails or waits
+        longer than ``distributed_timeout_s`` raises
+        :class:`~embedcache.training.distributed.LostRankError`.
         """
         config = TrainingConfig(
             storage_mode=storage_mode, max_epochs=max_epochs, mini_batch_size=mini_batch_size,
-            learning_rate=learning_rate, optimizer=optimizer, patience=patience, anneal_factor=anneal_factor,
-            min_learning_rate=min_learning_rate, clip=clip, seed=seed, cache_dtype=cache_dtype,
+            accumulate_steps=accumulate_steps, learning_rate=learning_rate, optimizer=optimizer,
+            patience=patience, anneal_factor=anneal_factor, min_learning_rate=min_learning_rate, clip=clip,
+            seed=seed, shuffle=shuffle, cache_dtype=cache_dtype,
             cache_dir=None if cache_dir is None else str(cache_dir), progress=progress,
             memory_budget_bytes=memory_budget_bytes, on_over_budget=on_over_budget,
+            distributed_backend=distributed_backend, distributed_timeout_s=distributed_timeout_s,
         )  # fmt: skip
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(out / "training.log", encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        package_log = logging.getLogger("embedcache")
-        package_log.addHandler(handler)
-        try:
-            run = _Run(self, config, out, _resolve_device(device))
-            return run.execute(resume)
-        finally:
-            package_log.removeHandler(handler)
-            handler.close()
+        compute_device = _resolve_device(device)
+        with process_group(compute_device, distributed_backend, distributed_timeout_s) as ranks:
+            log_name = "training.log" if ranks.is_main else f"training-rank{ranks.rank}.log"
+            handler = logging.FileHandler(out / log_name, encoding="utf-8")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            package_log = logging.getLogger("embedcache")
+            package_log.addHandler(handler)
+            try:
+                run = _Run(self, config, out, rank_device(compute_device, ranks.local_rank), ranks)
+                with reporting_lost_ranks(ranks, str(out / CHECKPOINT_NAME)):
+                    return run.execute(resume)
+            finally:
+                package_log.removeHandler(handler)
+                handler.close()
+
+
+class _TaggerLoss(torch.nn.Module):
+    """The tagger's summed loss as a module's ``forward``: what DistributedDataParallel wraps and hooks."""
+
+    def __init__(self, tagger: SequenceTagger) -> None:
+        super().__init__()
+        self.tagger = tagger
+
+    def forward(self, padded: torch.Tensor, lengths: torch.Tensor, tag_ids: torch.Tensor) -> torch.Tensor:
+        return self.tagger.loss(padded, lengths, tag_ids)
 
 
 class _Run:
     """One call of :meth:`Trainer.train`: the state that lives for its duration."""
 
-    def __init__(self, trainer: Trainer, config: TrainingConfig, out: Path, device: torch.device) -> None:
-        self.trainer, self.config, self.out, self.device = trainer, config, out, device
+    def __init__(
+        self, trainer: Trainer, config: TrainingConfig, out: Path, device: torch.device, ranks: RankInfo
+    ) -> None:
+        self.trainer, self.config, self.out, self.device, self.ranks = trainer, config, out, device, ranks
+        self.progress = config.progress and ranks.is_main
         self.tagger = trainer.tagger.to(device)
         self.mode = config.storage_mode
         if self.mode != "none" and not self.tagger.embeddings.is_static:
             log.warning("fine-tuned embeddings change every step and are never cached: using storage 'none'")
             self.mode = "none"
-        torch.manual_seed(config.seed)
-        self.shuffle = torch.Generator().manual_seed(config.seed) if config.shuffle else None
+        self.shard = shard_ids(len(trainer.train_sentences), ranks)  # positions in the train split
+        self.train_sentences = [trainer.train_sentences[i] for i in self.shard]
         self.optimizer = _make_optimizer(self.tagger, config)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="max", factor=config.anneal_factor, patience=config.patience
         )
-        self.gold = GoldTags(trainer.train_sentences, self.tagger.tags)
+        self.gold = GoldTags(self.train_sentences, self.tagger.tags)
+        self.model: torch.nn.Module = _TaggerLoss(self.tagger)
         self.history: list[dict[str, float]] = []
         self.best_score = float("-inf")
         self.start_epoch = 0
@@ -179,12 +244,19 @@ class _Run:
         (self.out / "training.json").write_text(json.dumps(asdict(self.config), indent=1), encoding="utf-8")
         if resume:
             self._restore()
+        if self.ranks.is_distributed:
+            log.info(
+                "%s: training on %d of %d sentences",
+                self.ranks,
+                len(self.shard),
+                len(self.trainer.train_sentences),
+            )
+            self.model = wrap_for_data_parallel(self.model, _static_state_names(self.tagger))
         global_mode = "cpu" if self.mode == "disk" else self.mode
         with storage_mode(global_mode):  # type: ignore[arg-type]
-            train_source = self._source(self.trainer.train_sentences, "train")
-            dev_source = (
-                self._source(self.trainer.dev_sentences, "dev") if self.trainer.dev_sentences else None
-            )
+            train_source = self._source(self.train_sentences, "train")
+            evaluates = self.trainer.dev_sentences and self.ranks.is_main
+            dev_source = self._source(self.trainer.dev_sentences, "dev") if evaluates else None
             epoch = self.start_epoch
             for epoch in range(self.start_epoch, self.config.max_epochs):
                 if self._learning_rate() < self.config.min_learning_rate:
@@ -193,9 +265,11 @@ class _Run:
                 self._run_epoch(epoch, train_source, dev_source)
             else:
                 epoch = self.config.max_epochs
-            self.tagger.save(self.out / "final-model")
-            test_scores = self._final_test()
-        self._write_results(test_scores)
+            if self.ranks.is_main:
+                self.tagger.save(self.out / "final-model")
+            test_scores = from_main(self._final_test() if self.ranks.is_main else None, self.ranks)
+        if self.ranks.is_main:
+            self._write_results(test_scores)
         return TrainingResult(self.best_score, test_scores, epoch, self.history)
 
     def _source(self, sentences: Sequence[TaggedSentence], split: str) -> BatchSource:
@@ -212,7 +286,7 @@ class _Run:
             dtype=getattr(torch, self.config.cache_dtype),
             path=cache_dir,
             device=self.device,
-            progress=self.config.progress,
+            progress=self.progress,
             memory_budget_bytes=self.config.memory_budget_bytes,
             on_over_budget=self.config.on_over_budget,
         )
@@ -220,42 +294,80 @@ class _Run:
     def _run_epoch(self, epoch: int, train: BatchSource, dev: BatchSource | None) -> None:
         started = time.perf_counter()
         self.tagger.train()
-        batches = shuffled_batches(
-            len(self.trainer.train_sentences), self.config.mini_batch_size, self.shuffle
+        shuffle_seed, dropout_seed = epoch_seeds(self.config.seed, epoch, self.ranks.rank)
+        torch.manual_seed(dropout_seed)
+        order = torch.Generator().manual_seed(shuffle_seed) if self.config.shuffle else None
+        batch_size = self.config.mini_batch_size
+        batches = shuffled_batches(len(self.train_sentences), batch_size, order)  # positions in the shard
+        batches_everywhere = -(
+            -largest_shard_size(len(self.trainer.train_sentences), self.ranks.world_size) // batch_size
         )
+        steps = optimizer_steps(batches, batches_everywhere, self.config.accumulate_steps)
         total_loss, total_tokens = 0.0, 0
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}", unit="batch", disable=not self.config.progress)
-        for ids in bar:
-            padded, lengths = train.batch(ids)
-            loss = self.tagger.loss(padded, lengths, self.gold.batch(ids))
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.config.clip is not None:
-                torch.nn.utils.clip_grad_norm_(self.tagger.parameters(), self.config.clip)
-            self.optimizer.step()
-            total_loss += loss.item()
-            total_tokens += int(lengths.sum())
+        bar = tqdm(steps, desc=f"epoch {epoch + 1}", unit="step", disable=not self.progress)
+        for step in bar:
+            loss, tokens = self._optimizer_step(train, step)
+            total_loss += loss
+            total_tokens += tokens
             elapsed = max(time.perf_counter() - started, 1e-9)
             bar.set_postfix(
-                loss=f"{total_loss / total_tokens:.4f}", tokens_per_s=f"{total_tokens / elapsed:.0f}"
+                loss=f"{total_loss / max(total_tokens, 1):.4f}", tokens_per_s=f"{total_tokens / elapsed:.0f}"
             )
+        total_loss, total_tokens = sum_across_ranks([total_loss, total_tokens], self.ranks)
+        # Rank 0 evaluates; every rank then steps its scheduler and keeps its best score with rank 0's
+        # numbers, so all agree on annealing and on stopping.
+        outcome = (
+            self._epoch_outcome(epoch, total_loss, total_tokens, dev, started) if self.ranks.is_main else None
+        )
+        record, score = from_main(outcome, self.ranks)
+        self.scheduler.step(score)
+        self.history.append(record)
+        log.info("epoch %d: %s", epoch + 1, record)
+        if score > self.best_score:
+            self.best_score = score
+            if self.ranks.is_main:
+                self.tagger.save(self.out / "best-model")
+        self._checkpoint(epoch + 1)
+
+    def _optimizer_step(self, train: BatchSource, step: list[tuple[list[int], float]]) -> tuple[float, int]:
+        """Accumulate the gradients of ``step``'s mini-batches, all-reduce them once, and update.
+
+        Returns the step's summed loss and its number of tokens on this rank.
+        """
+        self.optimizer.zero_grad(set_to_none=True)
+        step_loss, step_tokens = 0.0, 0
+        for index, (ids, weight) in enumerate(step):
+            padded, lengths = train.batch(ids)
+            with self._gradient_sync(last=index == len(step) - 1):
+                loss = self.model(padded, lengths, self.gold.batch(ids))
+                # DDP averages gradients over ranks: scaling by their number makes that average a sum.
+                (loss * (weight * self.ranks.world_size)).backward()
+            step_loss += weight * loss.item()
+            step_tokens += int(lengths.sum()) if weight else 0
+        if self.config.clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.tagger.parameters(), self.config.clip)
+        self.optimizer.step()
+        return step_loss, step_tokens
+
+    def _gradient_sync(self, last: bool) -> contextlib.AbstractContextManager[None]:
+        """DDP all-reduces in the backward pass of the step's last mini-batch only."""
+        if last or not self.ranks.is_distributed:
+            return contextlib.nullcontext()
+        return self.model.no_sync()  # type: ignore[operator]
+
+    def _epoch_outcome(
+        self, epoch: int, total_loss: float, total_tokens: float, dev: BatchSource | None, started: float
+    ) -> tuple[dict[str, float], float]:
+        """The epoch's record and the score that anneals and selects (dev score, else minus train loss)."""
         dev_scores = self.evaluate(self.trainer.dev_sentences, dev) if dev is not None else None
-        dev_score = dev_scores.main_score if dev_scores else -total_loss
-        learning_rate = self._learning_rate()
-        self.scheduler.step(dev_score)
         record = {
             "epoch": epoch + 1,
-            "learning_rate": learning_rate,
+            "learning_rate": self._learning_rate(),
             "train_loss": total_loss / max(total_tokens, 1),
             "dev_score": dev_scores.main_score if dev_scores else float("nan"),
             "seconds": time.perf_counter() - started,
         }
-        self.history.append(record)
-        log.info("epoch %d: %s", epoch + 1, record)
-        if dev_score > self.best_score:
-            self.best_score = dev_score
-            self.tagger.save(self.out / "best-model")
-        self._checkpoint(epoch + 1)
+        return record, dev_scores.main_score if dev_scores else -total_loss
 
     def evaluate(self, sentences: Sequence[TaggedSentence], source: BatchSource) -> Scores:
         """Decode ``sentences`` from ``source`` and score them against their gold tags."""
@@ -291,6 +403,9 @@ class _Run:
         return float(self.optimizer.param_groups[0]["lr"])
 
     def _checkpoint(self, epochs_done: int) -> None:
+        """Rank 0 writes it, atomically; no random state: every epoch reseeds from its own number."""
+        if not self.ranks.is_main:
+            return
         save_checkpoint(
             self.out,
             {
@@ -298,28 +413,33 @@ class _Run:
                 "model": self.tagger.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
-                "rng": torch.get_rng_state(),
-                "shuffle_rng": self.shuffle.get_state() if self.shuffle is not None else None,
                 "best_score": self.best_score,
                 "history": self.history,
+                "world_size": self.ranks.world_size,
             },
         )
 
     def _restore(self) -> None:
-        state = load_checkpoint(self.out)
+        """Rank 0 reads the checkpoint and hands it to the others, so only its disk needs to hold it."""
+        state = from_main(load_checkpoint(self.out) if self.ranks.is_main else None, self.ranks)
         if state is None:
             log.info("no checkpoint in %s: starting from scratch", self.out)
             return
         self.tagger.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        if self.shuffle is not None and state["shuffle_rng"] is not None:
-            self.shuffle.set_state(state["shuffle_rng"])
         self.best_score = state["best_score"]
         self.history = list(state["history"])
         self.start_epoch = state["epochs_done"]
-        log.info("resuming after epoch %d from %s", self.start_epoch, self.out / "checkpoint.pt")
+        saved_ranks = state.get("world_size", 1)
+        if saved_ranks != self.ranks.world_size:
+            log.info(
+                "the checkpoint was written by %d ranks, this run has %d: the train split is re-split and "
+                "each rank caches its new shard",
+                saved_ranks,
+                self.ranks.world_size,
+            )
+        log.info("resuming after epoch %d from %s", self.start_epoch, self.out / CHECKPOINT_NAME)
 
     def _write_results(self, test: Scores | None) -> None:
         results: dict[str, Any] = {
@@ -345,6 +465,15 @@ def _make_optimizer(tagger: SequenceTagger, config: TrainingConfig) -> torch.opt
     if config.optimizer == "adamw":
         return torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     return torch.optim.SGD(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+def _static_state_names(tagger: SequenceTagger) -> list[str]:
+    """Names (in a :class:`_TaggerLoss`) that DDP should neither broadcast nor reduce: every buffer (word
+    vectors) and, unless they are fine-tuned, the embedders' parameters, which get no gradient."""
+    names = [f"tagger.{name}" for name, _ in tagger.named_buffers()]
+    if tagger.embeddings.is_static:
+        names += [f"tagger.embeddings.{name}" for name, _ in tagger.embeddings.named_parameters()]
+    return names
 
 
 def _resolve_device(device: str | torch.device | None) -> torch.device:
