@@ -7,7 +7,7 @@ sentences separated by an empty line *or a line holding only whitespace* (both o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from embedcache.data.sentence import TaggedSentence
@@ -17,13 +17,36 @@ class DataFormatError(ValueError):
     """Malformed input; the message starts with ``file:line:``."""
 
 
+def decoded_lines(stream: Iterable[bytes], name: str) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` pairs, each line decoded as UTF-8 on its own and without its line ending.
+
+    Lines end at ``\\n`` only (a ``\\r`` or a Unicode line separator inside a line stays there, so line
+    numbers are those of ``grep -n``); a ``\\r\\n`` ending and a byte-order mark at the start are dropped.
+
+    Raises:
+        DataFormatError: a line is not UTF-8; the message names ``name``, the line and the byte.
+    """
+    for number, raw in enumerate(stream, start=1):
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as error:
+            raise DataFormatError(
+                f"{name}:{number}: not UTF-8 (byte {error.start + 1} of the line: {error.reason}); "
+                "convert the file first, e.g. iconv -f latin1 -t utf-8"
+            ) from error
+        yield number, line.removesuffix("\n").removesuffix("\r")
+
+
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    try:
-        with path.open(encoding="utf-8", newline="") as handle:
-            for number, line in enumerate(handle, start=1):
-                yield number, line.rstrip("\r\n")
-    except UnicodeDecodeError as error:
-        raise DataFormatError(f"{path}: not UTF-8 (byte {error.start}): {error.reason}") from error
+    with path.open("rb") as stream:
+        yield from decoded_lines(stream, str(path))
+
+
+def _token(fields: list[str], column: int, path: Path, number: int) -> str:
+    """The token of a line; an empty one (two tabs in a row) is an error here, not later in the embedder."""
+    if not fields[column]:
+        raise DataFormatError(f"{path}:{number}: empty token in column {column + 1}")
+    return fields[column]
 
 
 def read_column_file(
@@ -37,7 +60,7 @@ def read_column_file(
         tag_column: column index of the tag, or ``None`` for unlabelled files.
 
     Raises:
-        DataFormatError: a line has too few columns, or the file is not UTF-8.
+        DataFormatError: a line has too few columns or an empty token, or the file is not UTF-8.
     """
     path = Path(path)
     tokens: list[str] = []
@@ -59,7 +82,7 @@ def read_column_file(
             )
         if not tokens:
             start = number
-        tokens.append(columns[token_column])
+        tokens.append(_token(columns, token_column, path, number))
         if tag_column is not None:
             tags.append(columns[tag_column])
     if tokens:
@@ -93,7 +116,7 @@ def read_conllu(path: str | Path, tag_field: str = "upos") -> Iterator[TaggedSen
             continue
         if not tokens:
             start = number
-        tokens.append(fields[1])
+        tokens.append(_token(fields, 1, path, number))
         tags.append(fields[column])
         spaces.append(0 if "SpaceAfter=No" in fields[9].split("|") else 1)
     if tokens:

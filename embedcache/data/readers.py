@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
-from embedcache.data.conll import DataFormatError, read_column_file, read_conllu
+from embedcache.data.conll import DataFormatError, decoded_lines, read_column_file, read_conllu
 from embedcache.data.sentence import TaggedSentence
 from embedcache.data.tokenize import tokenize_pretokenized
 
@@ -55,26 +55,6 @@ def guess_format(name: str) -> InputFormat:
     if suffix in (".tok", ".tokens"):
         return "tokens"
     return "conll" if suffix in _CONLL_SUFFIXES else "text"
-
-
-def decoded_lines(stream: Iterable[bytes], name: str) -> Iterator[tuple[int, str]]:
-    """``(line number, line)`` pairs, each line decoded as UTF-8 on its own and without its line ending.
-
-    Lines end at ``\\n`` only (a ``\\r`` or a Unicode line separator inside a line stays there); a
-    ``\\r\\n`` ending and a byte-order mark at the start are dropped.
-
-    Raises:
-        DataFormatError: a line is not UTF-8; the message names ``name``, the line and the byte.
-    """
-    for number, raw in enumerate(stream, start=1):
-        try:
-            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError as error:
-            raise DataFormatError(
-                f"{name}:{number}: not UTF-8 (byte {error.start + 1} of the line: {error.reason}); "
-                "convert the file first, e.g. iconv -f latin1 -t utf-8"
-            ) from error
-        yield number, line.removesuffix("\n").removesuffix("\r")
 
 
 def read_documents(
@@ -124,13 +104,8 @@ def _conll_documents(path: Path, format: InputFormat, name: str) -> Iterator[Doc
         # truncated or mis-separated line, reported with its number by the column reader.
         columns = _columns_of_first_token_line(path, name)
         sentences = read_column_file(path, tag_column=columns - 1 if columns > 1 else None)
-    try:
-        for sentence in sentences:
-            yield Document(sentence.source, sentence=sentence)
-    except DataFormatError as error:
-        if isinstance(error.__cause__, UnicodeDecodeError):
-            _raise_first_undecodable_line(path, name)  # the column reader does not know the line
-        raise
+    for sentence in sentences:
+        yield Document(sentence.source, sentence=sentence)
 
 
 def _columns_of_first_token_line(path: Path, name: str) -> int:
@@ -139,12 +114,6 @@ def _columns_of_first_token_line(path: Path, name: str) -> int:
             if line.strip():
                 return len(line.split("\t") if "\t" in line else line.split())
     return 1
-
-
-def _raise_first_undecodable_line(path: Path, name: str) -> None:
-    with path.open("rb") as stream:
-        for _ in decoded_lines(stream, name):
-            pass
 
 
 def _spooled_conll_documents(stdin: Iterable[bytes], format: InputFormat) -> Iterator[Document]:

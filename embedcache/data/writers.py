@@ -50,10 +50,19 @@ def write_conll(predictions: Iterable[Prediction], stream: TextIO) -> None:
             stream.write("\n")
 
 
+# Characters that JSON leaves unescaped but ``str.splitlines`` (and other line splitters) break lines at.
+_LINE_BREAKS_IN_JSON = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def write_jsonl(predictions: Iterable[Prediction], stream: TextIO) -> None:
-    """One JSON object per prediction and line (UTF-8 text, not ``\\u`` escapes)."""
+    """One JSON object per prediction and line (UTF-8 text, not ``\\u`` escapes).
+
+    The few characters that some readers take for a line break (NEL, U+2028, U+2029) are escaped, so that
+    every way of splitting the output into lines gives one object per line.
+    """
     for prediction in predictions:
-        stream.write(json.dumps(prediction.to_json(), ensure_ascii=False))
+        record = json.dumps(prediction.to_json(), ensure_ascii=False)
+        stream.write(record.translate(_LINE_BREAKS_IN_JSON))  # only inside strings: escaping keeps it valid
         stream.write("\n")
 
 

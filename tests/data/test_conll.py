@@ -38,7 +38,7 @@ def test_a_line_with_too_few_columns_names_file_and_line(tmp_path):
 def test_undecodable_bytes_name_the_file(tmp_path):
     path = tmp_path / "latin1.conll"
     path.write_bytes("café\tO\n".encode("latin-1"))
-    with pytest.raises(DataFormatError, match=r"latin1\.conll: not UTF-8"):
+    with pytest.raises(DataFormatError, match=r"latin1\.conll:1: not UTF-8"):
         list(read_column_file(path))
 
 
