@@ -13,14 +13,20 @@ from typing import Any
 
 import torch
 
+from embedcache.temporaries import remove_leftovers, temporary_prefix
+
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
 
 
 def save_checkpoint(directory: Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``directory/checkpoint.pt`` via a temporary file and an atomic rename."""
+    """Write ``state`` to ``directory/checkpoint.pt`` via a temporary file and an atomic rename.
+
+    Temporary files of earlier writers that were killed mid-write are removed first.
+    """
     target = directory / CHECKPOINT_NAME
-    handle, temporary = tempfile.mkstemp(prefix=".checkpoint.", dir=directory)
+    remove_leftovers(target)
+    handle, temporary = tempfile.mkstemp(prefix=temporary_prefix(target), dir=directory)
     try:
         with os.fdopen(handle, "wb") as stream:
             torch.save({"version": CHECKPOINT_VERSION, **state}, stream)
