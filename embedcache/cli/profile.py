@@ -12,23 +12,18 @@ elsewhere it is the peak of the whole process so far, and the output says so.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import sys
-import time
 from dataclasses import asdict, dataclass
 from itertools import islice
 
-import torch
-
-from embedcache.accounting import retained_nbytes
 from embedcache.cli.common import EXIT_OK, BadInput, load_model, positive_int, resolve_device
 from embedcache.data import datasets
 from embedcache.data.readers import guess_format, read_documents
 from embedcache.data.sentence import TaggedSentence
 from embedcache.embeddings import CharLMEmbeddings
+from embedcache.profiling import can_reset_peak_rss, profile_charlm_storage
 from embedcache.recipes import random_char_lm
-from embedcache.settings import STORAGE_MODES, StorageMode, storage_mode
+from embedcache.settings import STORAGE_MODES, StorageMode
 
 EPILOG = """\
 examples:
@@ -105,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         peak = "n/a" if row.peak_rss_bytes is None else f"{row.peak_rss_bytes / 2**20:.1f}"
         print(f"{row.mode:<6}{row.seconds:>9.3f}{row.tokens_per_second:>10.0f}{peak:>13}"
               f"{row.retained_bytes:>16}{row.expected_bytes:>14}")  # fmt: skip
-    if not _can_reset_peak_rss():
+    if not can_reset_peak_rss():
         print("note: peak RSS is the process's peak so far (this platform cannot reset it per mode)")
     return EXIT_OK
 
@@ -118,28 +113,14 @@ def profile_mode(
     dim: int,
 ) -> ModeProfile:
     """Embed ``sentences`` in ``mode``, keeping the vectors as a trainer would, and measure."""
-    gc.collect()
-    _reset_peak_rss()
-    kept: list[torch.Tensor] = []
-    started = time.perf_counter()
-    with storage_mode(mode), torch.no_grad():
-        for start in range(0, len(sentences), batch_size):
-            batch = sentences[start : start + batch_size]
-            tokens, spaces = [s.tokens for s in batch], [s.whitespace_after for s in batch]
-            for embedder in embedders:
-                vectors = embedder.encoder.token_tensors(tokens, spaces)  # one (D_i,) tensor per token
-                if mode != "none":
-                    kept.extend(vectors)
-    if embedders[0].encoder.device.type == "cuda":
-        torch.cuda.synchronize()  # kernels run asynchronously: wait before reading the clock
-    seconds = time.perf_counter() - started
+    profile = profile_charlm_storage(embedders, sentences, mode, batch_size)
     n_tokens = sum(len(s) for s in sentences)
     return ModeProfile(
         mode=mode,
-        seconds=seconds,
-        tokens_per_second=n_tokens / max(seconds, 1e-9),
-        peak_rss_bytes=_peak_rss_bytes(),
-        retained_bytes=retained_nbytes(kept),
+        seconds=profile.seconds,
+        tokens_per_second=n_tokens / max(profile.seconds, 1e-9),
+        peak_rss_bytes=profile.memory.peak_rss_bytes,
+        retained_bytes=profile.retained_bytes,
         expected_bytes=0 if mode == "none" else n_tokens * dim * 4,  # float32 vectors
     )
 
@@ -166,26 +147,3 @@ def _corpus_slice(data: str, n: int) -> list[TaggedSentence]:
     if not sentences:
         raise BadInput(f"--data {data}: no sentences")
     return sentences
-
-
-def _reset_peak_rss() -> None:
-    if _can_reset_peak_rss():
-        with open("/proc/self/clear_refs", "w") as control:
-            control.write("5")  # Linux: resets the peak RSS (VmHWM, and with it ru_maxrss) to the current RSS
-
-
-def _can_reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w"):
-            return True
-    except OSError:
-        return False
-
-
-def _peak_rss_bytes() -> int | None:
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
