@@ -49,6 +49,7 @@ from embedcache.embeddings import CharLMEmbeddings, TokenEmbedder, WordEmbedding
 from embedcache.models.labels import TagDictionary
 from embedcache.models.tagger import SequenceTagger, TaggerConfig
 from embedcache.training import Trainer, TrainingConfig, TrainingResult
+from embedcache.training.distributed import is_main_process
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -277,7 +278,8 @@ def train_tagger(recipe: TaggerRecipe, progress: bool = True) -> TrainingResult:
     stand_ins = [stand_in for _, stand_in in built]
     tagger.model_card = _model_card(recipe, corpus, tags, stand_ins, model, training)
     result = trainer.train(recipe.output_dir, progress=progress, **training)
-    _record_scores(recipe.output_dir, result)
+    if is_main_process():  # under torchrun, rank 0 alone writes the models and their cards
+        _record_scores(recipe.output_dir, result)
     return result
 
 

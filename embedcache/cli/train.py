@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 
 from embedcache.cache.budget import OverBudgetError
-from embedcache.cli.common import EXIT_OK, BadInput, add_max_memory_option, show_progress
+from embedcache.cli.common import EXIT_OK, BadInput, add_max_memory_option, positive_int, show_progress
 from embedcache.recipes import load_tagger_recipe, read_recipe, recipe_kind, train_tagger
+from embedcache.training.distributed import is_main_process, launched_by_torchrun, torchrun_command
 
 EPILOG = """\
 examples:
   embedcache train recipes/wnut17_ner.toml
   embedcache train recipes/wnut17_ner.toml --set training.max_epochs=20 --set training.storage_mode=cpu
   embedcache train recipes/lines_upos.toml --smoke              # a tiny run in seconds
+  embedcache train recipes/wnut17_ner.toml --nproc 2            # 2 ranks on this machine (torchrun)
   embedcache train recipes/charlm.toml --set direction=forward  # character LMs
 
 A tagger recipe writes OUTPUT_DIR/best-model and OUTPUT_DIR/final-model (directories of JSON +
@@ -40,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="override a recipe setting (repeatable)",
     )
     parser.add_argument("--smoke", action="store_true", help="a seconds-long run on a tiny slice of the data")
+    parser.add_argument(
+        "--nproc",
+        type=positive_int,
+        metavar="N",
+        help="train on N processes of this machine (DDP via torch.distributed.run; see 'Scaling out')",
+    )
     add_max_memory_option(
         parser,
         "budget of the embedding cache in its storage mode (training.memory_budget_bytes); over it the run "
@@ -50,11 +59,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     progress = show_progress(args.quiet)
     if recipe_kind(read_recipe(args.recipe), args.recipe) == "charlm":
+        if args.nproc is not None:
+            raise BadInput(f"{args.recipe}: --nproc trains taggers only; character LMs train in one process")
         return _train_char_lms(args, progress)
     overrides = list(args.overrides)
     if args.max_memory is not None:
         overrides.append(f"training.memory_budget_bytes={args.max_memory}")
-    recipe = load_tagger_recipe(args.recipe, overrides, smoke=args.smoke)
+    recipe = load_tagger_recipe(args.recipe, overrides, smoke=args.smoke)  # bad input stops here, once
+    if args.nproc is not None and args.nproc > 1 and not launched_by_torchrun():
+        return subprocess.call(torchrun_command(args.nproc, _rank_arguments(args)))
     try:
         result = train_tagger(recipe, progress=progress)
     except OverBudgetError as error:  # raised before any LM work: a budget the user can raise
@@ -62,11 +75,21 @@ def run(args: argparse.Namespace) -> int:
             f"{args.recipe}: {error}; on the command line: a larger --max-memory, "
             "--set training.cache_dtype=float16 or --set training.on_over_budget=fallback"
         ) from error
+    if not is_main_process():
+        return EXIT_OK
     print(f"{recipe.name}: epochs run {result.epochs_run}, best dev score {result.best_dev_score:.4f}")
     if result.test is not None:
         print(f"test (best model):\n{result.test.table()}")
     print(f"models: {recipe.output_dir / 'best-model'}, {recipe.output_dir / 'final-model'}")
     return EXIT_OK
+
+
+def _rank_arguments(args: argparse.Namespace) -> list[str]:
+    """This command line for each rank: the same recipe and options, without ``--nproc``."""
+    argv = ["train", args.recipe, *(f"--set={item}" for item in args.overrides)]
+    argv += ["--smoke"] * args.smoke + ["--quiet"] * args.quiet + ["--debug"] * args.debug
+    argv += [] if args.threads is None else [f"--threads={args.threads}"]
+    return argv + ([] if args.max_memory is None else [f"--max-memory={args.max_memory}"])
 
 
 def _train_char_lms(args: argparse.Namespace, progress: bool) -> int:

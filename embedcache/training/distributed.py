@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -69,6 +70,22 @@ class RankInfo:
 def launched_by_torchrun() -> bool:
     """True when the environment names a group of more than one process (``torchrun`` sets these)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def is_main_process() -> bool:
+    """Rank 0 of the group ``torchrun`` describes, or a process on its own: the one that reports results."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def torchrun_command(nproc: int, argv: Sequence[str]) -> list[str]:
+    """The command that runs ``embedcache ARGV`` on ``nproc`` local ranks under ``torch.distributed.run``.
+
+    ``--standalone`` rendezvous on this machine; several machines need ``torchrun`` itself (see the README).
+    Each rank runs this Python with the CLI's ``main``, so no console script has to be on ``PATH``.
+    """
+    entry = "import sys; from embedcache.cli import main; sys.exit(main())"
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+            "--no-python", sys.executable, "-c", entry, *argv]  # fmt: skip
 
 
 def choose_backend(device: torch.device, backend: Backend = "auto") -> str:
@@ -141,14 +158,17 @@ def epoch_seeds(seed: int, epoch: int, rank: int) -> tuple[int, int]:
     return int(shuffle_seed), int(dropout_seed)
 
 
-def wrap_for_data_parallel(module: torch.nn.Module, ignored_names: Sequence[str]) -> torch.nn.Module:
-    """``module`` under DDP; ``ignored_names`` (static parameters, buffers) are neither synced nor reduced.
+def wrap_for_data_parallel(
+    module: torch.nn.Module, ignored_names: Sequence[str], some_unused: bool
+) -> torch.nn.Module:
+    """``module`` under DDP; ``ignored_names`` are neither broadcast at the start nor reduced.
 
-    Buffers are not re-broadcast each step: the tagger has no running statistics, and the embedders' buffers
-    (word vectors) are large and constant.
+    Ignore every buffer (the tagger has no running statistics; the embedders' word vectors are large and
+    constant) and static parameters. ``some_unused``: some trainable parameters get no gradient (a fine-tuned
+    LM's decoder), which DDP must then look for after each backward pass.
     """
     DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, list(ignored_names))
-    return DistributedDataParallel(module, broadcast_buffers=False)
+    return DistributedDataParallel(module, find_unused_parameters=some_unused)
 
 
 def sum_across_ranks(values: Sequence[float], ranks: RankInfo) -> list[float]:
@@ -188,8 +208,8 @@ def reporting_lost_ranks(ranks: RankInfo, checkpoint_hint: str) -> Iterator[None
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise LostRankError(
             f"{ranks}: lost contact with the other ranks ({first_line}); another rank crashed, was killed or "
-            f"stalled for more than {ranks.timeout_s:.0f} s (see its log). Rerun the same command with "
-            f"resume=True to continue from {checkpoint_hint}"
+            f"stalled for more than {ranks.timeout_s:.0f} s (see its log). Rerun with resume=True "
+            f"(embedcache train: --set training.resume=true) to continue from {checkpoint_hint}"
         ) from error
 
 

@@ -197,8 +197,11 @@ class Trainer:
             package_log.addHandler(handler)
             try:
                 run = _Run(self, config, out, rank_device(compute_device, ranks.local_rank), ranks)
-                with reporting_lost_ranks(ranks, str(out / CHECKPOINT_NAME)):
-                    return run.execute(resume)
+                try:
+                    with reporting_lost_ranks(ranks, str(out / CHECKPOINT_NAME)):
+                        return run.execute(resume)
+                finally:
+                    run.drop_data_parallel()
             finally:
                 package_log.removeHandler(handler)
                 handler.close()
@@ -251,7 +254,9 @@ class _Run:
                 len(self.shard),
                 len(self.trainer.train_sentences),
             )
-            self.model = wrap_for_data_parallel(self.model, _static_state_names(self.tagger))
+            self.model = wrap_for_data_parallel(
+                self.model, _static_state_names(self.tagger), some_unused=not self.tagger.embeddings.is_static
+            )
         global_mode = "cpu" if self.mode == "disk" else self.mode
         with storage_mode(global_mode):  # type: ignore[arg-type]
             train_source = self._source(self.train_sentences, "train")
@@ -271,6 +276,11 @@ class _Run:
         if self.ranks.is_main:
             self._write_results(test_scores)
         return TrainingResult(self.best_score, test_scores, epoch, self.history)
+
+    def drop_data_parallel(self) -> None:
+        """Free the DDP wrapper now: its reducer holds the process group, and a group destroyed while still
+        held is torn down later by a destructor that can wait forever on a peer that has already exited."""
+        self.model = _TaggerLoss(self.tagger)
 
     def _source(self, sentences: Sequence[TaggedSentence], split: str) -> BatchSource:
         if self.mode == "none":

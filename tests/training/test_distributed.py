@@ -24,13 +24,15 @@ import pytest
 import torch
 
 import embedcache as ec
+from embedcache.cli import build_parser
+from embedcache.cli.train import _rank_arguments
 from embedcache.data.corpus import Corpus
 from embedcache.data.datasets import WNUT17
 from embedcache.models.labels import TagDictionary
 from embedcache.models.tagger import SequenceTagger
-from embedcache.training import Trainer
+from embedcache.training import Trainer, TrainingConfig
 from embedcache.training.batches import optimizer_steps
-from embedcache.training.distributed import RankInfo, epoch_seeds, shard_ids
+from embedcache.training.distributed import RankInfo, epoch_seeds, shard_ids, torchrun_command
 from embedcache.training.trainer import _Run
 from tests.conftest import REPO_ROOT, make_lm
 
@@ -157,6 +159,45 @@ def test_epoch_seeds_differ_by_epoch_and_rank_and_are_reproducible():
 def test_a_shorter_shard_repeats_its_last_batch_with_weight_zero():
     steps = optimizer_steps([[0, 1], [2, 3], [4]], batches_everywhere=4, accumulate_steps=3)
     assert steps == [[([0, 1], 1.0), ([2, 3], 1.0), ([4], 1.0)], [([4], 0.0)]]
+
+
+def test_bad_distributed_options_are_refused():
+    with pytest.raises(ValueError, match="accumulate_steps must be at least 1"):
+        TrainingConfig(accumulate_steps=0)
+    with pytest.raises(ValueError, match="distributed_backend must be"):
+        TrainingConfig(distributed_backend="mpi")
+    with pytest.raises(ValueError, match="distributed_timeout_s must be positive"):
+        TrainingConfig(distributed_timeout_s=0)
+
+
+def test_nproc_relaunches_the_same_command_under_torchrun():
+    args = build_parser().parse_args(
+        [
+            "train",
+            "r.toml",
+            "--nproc",
+            "2",
+            "--set",
+            "training.seed=3",
+            "--smoke",
+            "-q",
+            "--max-memory",
+            "1KiB",
+        ]
+    )
+    command = torchrun_command(args.nproc, _rank_arguments(args))
+    assert command[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    rank_argv = command[command.index("-c") + 2 :]
+    assert rank_argv == [
+        "train",
+        "r.toml",
+        "--set=training.seed=3",
+        "--smoke",
+        "--quiet",
+        "--max-memory=1024",
+    ]
+    again = build_parser().parse_args(rank_argv)
+    assert (again.nproc, again.overrides, again.max_memory) == (None, ["training.seed=3"], 1024)
 
 
 def test_accumulated_steps_equal_one_big_batch(data_dir, tmp_path):
