@@ -9,10 +9,11 @@ from collections.abc import Callable
 
 from bench.harness import BenchConfig
 from bench.report import SuiteResult
-from bench.suites import cache, embed, parity, train
+from bench.suites import cache, ddp, embed, parity, train
 
 SUITES: dict[str, Callable[[BenchConfig], SuiteResult]] = {
     "cache": cache.run,
+    "ddp": ddp.run,
     "embed": embed.run,
     "parity": parity.run,
     "train": train.run,

@@ -244,7 +244,9 @@ class _Run:
         self.start_epoch = 0
 
     def execute(self, resume: bool) -> TrainingResult:
-        (self.out / "training.json").write_text(json.dumps(asdict(self.config), indent=1), encoding="utf-8")
+        if self.ranks.is_main:
+            settings = json.dumps(asdict(self.config), indent=1)
+            (self.out / "training.json").write_text(settings, encoding="utf-8")
         if resume:
             self._restore()
         if self.ranks.is_distributed:
@@ -260,7 +262,7 @@ class _Run:
         global_mode = "cpu" if self.mode == "disk" else self.mode
         with storage_mode(global_mode):  # type: ignore[arg-type]
             train_source = self._source(self.train_sentences, "train")
-            evaluates = self.trainer.dev_sentences and self.ranks.is_main
+            evaluates = bool(self.trainer.dev_sentences) and self.ranks.is_main
             dev_source = self._source(self.trainer.dev_sentences, "dev") if evaluates else None
             epoch = self.start_epoch
             for epoch in range(self.start_epoch, self.config.max_epochs):
