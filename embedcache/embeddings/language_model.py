@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from flair.data import Dictionary
 from flair.models import LanguageModel
+from flair.nn.recurrent import create_recurrent_layer, rnn_layers
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from embedcache.embeddings.checkpoints import UnsafeCheckpointError, load_checkpoint
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 
 LM_FORMAT_VERSION = 1
 _MAX_LM_DIMENSION = 1 << 16  # a claim larger than this in a config is corruption, not a model
+MAX_LAYERS = 64  # Flair's char LMs have one; more than this is a crafted file (and slow to even describe)
 
 _CONFIG_TYPES: dict[str, type | tuple[type, ...]] = {
     "is_forward_lm": bool,
@@ -34,22 +37,104 @@ _CONFIG_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 
-def _checked_config(config: dict[str, Any], source: Path) -> dict[str, Any]:
-    """Check types and sizes before anything is allocated from ``config``."""
+WeightShapes = dict[str, tuple[tuple[int, ...], torch.dtype]]
+"""Tensor name → (shape, dtype): what a weights file holds, or what a configuration implies it holds."""
+
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}  # fmt: skip
+
+
+def weights_file_shapes(path: Path) -> WeightShapes:
+    """The tensors of a safetensors file as its header declares them; no tensor is read.
+
+    safetensors checks the header when it opens the file (its length against the file size, every tensor's
+    byte range against the data, no overlaps), so the shapes returned are backed by bytes on disk.
+
+    Raises:
+        ValueError: not a safetensors file, or a header that disagrees with the file.
+    """
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            slices = {name: weights.get_slice(name) for name in weights.keys()}  # noqa: SIM118 - not a dict
+            declared = {name: (tuple(part.get_shape()), part.get_dtype()) for name, part in slices.items()}
+    except SafetensorError as error:
+        raise ValueError(f"{path}: not a valid safetensors file ({error})") from error
+    unknown = sorted({dtype for _, dtype in declared.values()} - _SAFETENSORS_DTYPES.keys())
+    if unknown:
+        raise ValueError(f"{path}: tensors of unsupported dtype {', '.join(unknown)}")
+    return {name: (shape, _SAFETENSORS_DTYPES[dtype]) for name, (shape, dtype) in declared.items()}
+
+
+def check_weight_shapes(found: WeightShapes, expected: WeightShapes, weights: Path, config: Path) -> None:
+    """Refuse weights that are not exactly what the configuration implies (names, shapes and dtypes).
+
+    Called before the model is built, so that a configuration claiming absurd sizes is refused without
+    allocating them: the model is only built once its every tensor is backed by the weights file.
+
+    Raises:
+        ValueError: naming both files and the first tensor that differs.
+    """
+    missing, unexpected = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
+    if missing or unexpected:
+        raise ValueError(
+            f"{weights}: does not hold what {config} implies: missing tensors {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
+    for name, (shape, dtype) in expected.items():
+        if found[name] != (shape, dtype):
+            have_shape, have_dtype = found[name]
+            raise ValueError(
+                f"{weights}: {name} is {have_dtype} {list(have_shape)}, "
+                f"but {config} implies {dtype} {list(shape)}"
+            )
+
+
+def _expected_weights(config: dict[str, Any], n_characters: int) -> WeightShapes:
+    """The weights (no decoder) of the LM a checked config describes, built on the meta device: no memory."""
+    with torch.device("meta"):  # the layers LanguageModel.__init__ makes, without their storage
+        rnn, _ = create_recurrent_layer(
+            config["recurrent_type"], config["embedding_size"], config["hidden_size"], config["nlayers"]
+        )
+        parts = {"encoder": torch.nn.Embedding(n_characters, config["embedding_size"]), "rnn": rnn}
+        if config["nout"] is not None:
+            parts["proj"] = torch.nn.Linear(config["hidden_size"], config["nout"])
+    return {
+        f"{prefix}.{name}": (tuple(tensor.shape), tensor.dtype)
+        for prefix, module in parts.items()
+        for name, tensor in module.state_dict().items()
+    }
+
+
+def _checked_config(config: object, source: Path) -> dict[str, Any]:
+    """Check types and sizes before anything is allocated from ``config``; fill in the optional keys."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{source}: a language model config must be an object, got {type(config).__name__}")
+    config = {"document_delimiter": "\n", "recurrent_type": "LSTM", **config}
+    if not isinstance(config["document_delimiter"], str):
+        raise ValueError(
+            f"{source}: 'document_delimiter' has type {type(config['document_delimiter']).__name__}"
+        )
+    if not isinstance(config["recurrent_type"], str) or config["recurrent_type"].lower() not in rnn_layers:
+        raise ValueError(
+            f"{source}: 'recurrent_type' {config['recurrent_type']!r} is not one of {list(rnn_layers)}"
+        )
     for key, expected in _CONFIG_TYPES.items():
         if key not in config:
             raise ValueError(f"{source}: language model config lacks {key!r}")
         if not isinstance(config[key], expected) or (expected is int and isinstance(config[key], bool)):
             raise ValueError(f"{source}: {key!r} has type {type(config[key]).__name__}")
     for key in ("hidden_size", "nlayers", "embedding_size", "nout"):
-        value = config[key]
-        if value is not None and not 0 < value <= _MAX_LM_DIMENSION:
-            raise ValueError(f"{source}: {key}={value} is outside 1..{_MAX_LM_DIMENSION}")
+        value, largest = config[key], MAX_LAYERS if key == "nlayers" else _MAX_LM_DIMENSION
+        if value is not None and not 0 < value <= largest:
+            raise ValueError(f"{source}: {key}={value} is outside 1..{largest}")
     return config
 
 
-def _build(config: dict[str, Any], dictionary: Dictionary, source: Path) -> LanguageModel:
-    config = _checked_config(config, source)
+def _build(config: dict[str, Any], dictionary: Dictionary) -> LanguageModel:
+    """The LM of a checked config whose weights were checked against it."""
     return LanguageModel(
         dictionary=dictionary,
         is_forward_lm=config["is_forward_lm"],
@@ -57,9 +142,9 @@ def _build(config: dict[str, Any], dictionary: Dictionary, source: Path) -> Lang
         nlayers=config["nlayers"],
         embedding_size=config["embedding_size"],
         nout=config["nout"],
-        document_delimiter=config.get("document_delimiter", "\n"),
+        document_delimiter=config["document_delimiter"],
         dropout=float(config["dropout"]),
-        recurrent_type=config.get("recurrent_type", "LSTM"),
+        recurrent_type=config["recurrent_type"],
         has_decoder=False,  # embeddings never decode; Flair's FlairEmbeddings drops it too
     )
 
@@ -84,8 +169,15 @@ def load_flair_checkpoint(path: str | Path, *, trust_remote_pickle: bool = False
         raise ValueError(f"{path}: not a Flair language model checkpoint (no character dictionary)")
     dictionary = state["dictionary"]
     dictionary.__dict__.pop("item2idx_not_encoded", None)  # derived cache; Flair rebuilds it on use
-    lm = _build(state, dictionary, path)
-    lm.load_state_dict(state["state_dict"], strict=False)
+    config = _checked_config(state, path)
+    weights = state.get("state_dict")
+    if not isinstance(weights, dict) or not all(isinstance(t, torch.Tensor) for t in weights.values()):
+        raise ValueError(f"{path}: the checkpoint's state_dict is not a dict of tensors")
+    weights = {k: t for k, t in weights.items() if not k.startswith("decoder.")}  # embeddings never decode
+    found = {name: (tuple(t.shape), t.dtype) for name, t in weights.items()}
+    check_weight_shapes(found, _expected_weights(config, len(dictionary)), path, path)
+    lm = _build(config, dictionary)
+    lm.load_state_dict(weights, strict=False)
     return lm.eval()
 
 
@@ -127,13 +219,19 @@ def load_language_model(path: str | Path) -> LanguageModel:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise ValueError(f"{config_path}:{error.lineno}: invalid JSON: {error.msg}") from error
+    config = _checked_config(config, config_path)
     if config.get("format_version") != LM_FORMAT_VERSION:
         raise ValueError(f"{config_path}: unsupported LM format version {config.get('format_version')!r}")
+    characters = config.get("characters")
+    if not isinstance(characters, list) or not all(isinstance(c, str) for c in characters):
+        raise ValueError(f"{config_path}: 'characters' must be a list of strings")
     dictionary = Dictionary(add_unk=False)
-    for character in config["characters"]:
+    for character in characters:
         dictionary.add_item(character)
     dictionary.add_unk = bool(config.get("add_unk", True))
-    lm = _build(config, dictionary, config_path)
+    expected = _expected_weights(config, len(dictionary))
+    check_weight_shapes(weights_file_shapes(weights_path), expected, weights_path, config_path)
+    lm = _build(config, dictionary)
     lm.load_state_dict(load_file(str(weights_path)), strict=True)
     return lm.eval()
 

@@ -32,7 +32,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from embedcache.embeddings.charlm import CharLMEmbeddings, CharLMEncoder
-from embedcache.embeddings.language_model import load_language_model, save_language_model
+from embedcache.embeddings.language_model import (
+    MAX_LAYERS,
+    WeightShapes,
+    check_weight_shapes,
+    load_language_model,
+    save_language_model,
+    weights_file_shapes,
+)
 from embedcache.embeddings.words import WordEmbeddings
 from embedcache.models.labels import TagDictionary
 from embedcache.models.tagger import SequenceTagger, TaggerConfig
@@ -176,32 +183,88 @@ def _checked_tagger_config(config: dict[str, Any], source: Path) -> TaggerConfig
     raw = config.get("tagger")
     if not isinstance(raw, dict):
         raise ModelFormatError(f"{source}: 'tagger' must be an object")
-    for key in ("hidden_size", "rnn_layers"):
+    for key, largest in (("hidden_size", _MAX_HIDDEN), ("rnn_layers", MAX_LAYERS)):
         value = raw.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= _MAX_HIDDEN:
-            raise ModelFormatError(f"{source}: tagger {key}={value!r} is not an integer in 1..{_MAX_HIDDEN}")
+        if not _is_int(value) or not 0 < value <= largest:
+            raise ModelFormatError(f"{source}: tagger {key}={value!r} is not an integer in 1..{largest}")
     try:
         return TaggerConfig(**raw)
     except (TypeError, ValueError) as error:
         raise ModelFormatError(f"{source}: invalid tagger settings: {error}") from error
 
 
-def _load_embedder(entry: dict[str, Any], directory: Path) -> torch.nn.Module:
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_types(values: dict[str, Any], types: dict[str, type | tuple[type, ...]], where: str) -> None:
+    """Refuse a JSON object whose fields have other types than ``types`` says (``bool`` is no ``int``)."""
+    for key, expected in types.items():
+        value = values.get(key)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ModelFormatError(f"{where}: {key!r} is {value!r}, expected {expected}")
+
+
+_CHARLM_OPTION_TYPES = {
+    "chars_per_chunk": int, "with_whitespace": bool, "tokenized_lm": bool, "is_lower": bool,
+    "fine_tune": bool, "name": (str, type(None)),
+}  # fmt: skip
+_WORDS_PARAM_TYPES = {
+    "vocabulary": list, "embedding_length": int, "lowercase_fallback": bool, "subword": (list, type(None)),
+    "name": (str, type(None)),
+}  # fmt: skip
+
+
+def _word_table_shapes(params: dict[str, Any], where: str) -> WeightShapes:
+    """The buffers ``WordEmbeddings.from_params(params)`` would allocate: ``(V + 1, D)`` vectors (a zero row
+    for unknown words) and, with subwords, ``(buckets, D)`` n-gram vectors."""
+    _check_types(params, _WORDS_PARAM_TYPES, where)
+    subword, dim = params["subword"], params["embedding_length"]
+    if subword is not None and (len(subword) != 3 or not all(_is_int(n) and n > 0 for n in subword)):
+        raise ModelFormatError(f"{where}: 'subword' must be [min_n, max_n, buckets], got {subword!r}")
+    shapes = {"vectors": ((len(params["vocabulary"]) + 1, dim), torch.float32)}
+    if subword is not None:
+        shapes["ngram_vectors"] = ((subword[2], dim), torch.float32)
+    return shapes
+
+
+def _load_embedder(entry: object, directory: Path) -> torch.nn.Module:
+    config_path = directory / "config.json"
+    if not isinstance(entry, dict):
+        raise ModelFormatError(f"{config_path}: an embedding entry must be an object, got {entry!r}")
     kind, stem = entry.get("type"), entry.get("file")
     if not isinstance(stem, str) or "/" in stem or stem.startswith("."):
-        raise ModelFormatError(f"{directory / 'config.json'}: bad embedding file name {stem!r}")
+        raise ModelFormatError(f"{config_path}: bad embedding file name {stem!r}")
     if kind == "charlm":
+        _check_types(entry, _CHARLM_OPTION_TYPES, f"{config_path}: embedding {stem}")
         lm = load_language_model(directory / stem)
-        options = {
-            k: entry[k]
-            for k in ("chars_per_chunk", "with_whitespace", "tokenized_lm", "is_lower", "fine_tune")
-        }
-        return CharLMEmbeddings(lm, name=entry.get("name"), **options)
+        options = {k: entry[k] for k in _CHARLM_OPTION_TYPES if k != "name"}
+        return CharLMEmbeddings(lm, name=entry["name"], **options)
     if kind == "words":
-        embedder = WordEmbeddings.from_params(dict(entry["params"]))
-        embedder.load_state_dict(load_file(str(directory / f"{stem}.safetensors")))
+        params = entry.get("params")
+        if not isinstance(params, dict):
+            raise ModelFormatError(f"{config_path}: embedding {stem}: 'params' must be an object")
+        weights_path = directory / f"{stem}.safetensors"
+        # Checked before from_params allocates the tables the config claims.
+        expected = _word_table_shapes(params, f"{config_path}: embedding {stem}")
+        check_weight_shapes(weights_file_shapes(weights_path), expected, weights_path, config_path)
+        embedder = WordEmbeddings.from_params(dict(params))
+        embedder.load_state_dict(load_file(str(weights_path)))
         return embedder
-    raise ModelFormatError(f"{directory / 'config.json'}: unknown embedding type {kind!r}")
+    raise ModelFormatError(f"{config_path}: unknown embedding type {kind!r}")
+
+
+def _tagger_weight_shapes(
+    embedders: list[torch.nn.Module], tags: TagDictionary, config: TaggerConfig
+) -> WeightShapes:
+    """The tagger's own weights (not its embedders') for ``config``, built on the meta device: no memory."""
+    with torch.device("meta"):
+        skeleton = SequenceTagger(embedders, tags, **config.__dict__)
+    return {
+        name: (tuple(tensor.shape), tensor.dtype)
+        for name, tensor in skeleton.state_dict().items()
+        if not name.startswith("embeddings.")
+    }
 
 
 def load_tagger(path: str | Path, device: str | torch.device | None = None) -> SequenceTagger:
@@ -213,20 +276,25 @@ def load_tagger(path: str | Path, device: str | torch.device | None = None) -> S
     """
     directory = Path(path)
     config = read_config(directory)
-    tagger_config = _checked_tagger_config(config, directory / "config.json")
+    config_path, weights_path = directory / "config.json", directory / "tagger.safetensors"
+    tagger_config = _checked_tagger_config(config, config_path)
+    tags_json = config.get("tags")
+    if not isinstance(tags_json, dict) or not isinstance(config.get("embeddings"), list):
+        raise ModelFormatError(f"{config_path}: 'tags' must be an object and 'embeddings' a list")
+    if not isinstance(tags_json.get("tags"), list) or not all(isinstance(t, str) for t in tags_json["tags"]):
+        raise ModelFormatError(f"{config_path}: 'tags' must hold a list of tag strings")
     try:
-        tags = TagDictionary.from_json(config["tags"])
+        tags = TagDictionary.from_json(tags_json)
         embedders = [_load_embedder(entry, directory) for entry in config["embeddings"]]
+        # Every weight the config implies must be in the file, with its shape and dtype, before any is made.
+        expected = _tagger_weight_shapes(embedders, tags, tagger_config)
+        check_weight_shapes(weights_file_shapes(weights_path), expected, weights_path, config_path)
         tagger = SequenceTagger(embedders, tags, **tagger_config.__dict__)
-        weights = load_file(str(directory / "tagger.safetensors"))
-        missing, unexpected = tagger.load_state_dict(weights, strict=False)
+        tagger.load_state_dict(load_file(str(weights_path)), strict=False)  # the embedders have theirs
     except (SafetensorError, OSError, KeyError, TypeError, ValueError, RuntimeError) as error:
         if isinstance(error, ModelFormatError):
             raise
         raise ModelFormatError(f"{directory}: damaged or incomplete model: {error}") from error
-    missing = [k for k in missing if not k.startswith("embeddings.")]
-    if missing or unexpected:
-        raise ModelFormatError(f"{directory}/tagger.safetensors: missing {missing}, unexpected {unexpected}")
     card_path = directory / "model_card.json"
     tagger.model_card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else {}
     return tagger.to(device) if device is not None else tagger
