@@ -9,12 +9,14 @@ from collections.abc import Callable
 
 from bench.harness import BenchConfig
 from bench.report import SuiteResult
-from bench.suites import cache, ddp, embed, parity, train
+from bench.suites import cache, ddp, embed, parity, predict, retained, train
 
 SUITES: dict[str, Callable[[BenchConfig], SuiteResult]] = {
     "cache": cache.run,
     "ddp": ddp.run,
     "embed": embed.run,
     "parity": parity.run,
+    "predict": predict.run,
+    "retained": retained.run,
     "train": train.run,
 }

@@ -1,0 +1,135 @@
+"""What the ``predict`` suite reports: sentences per second in process and through the command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.harness import Timing
+from bench.inputs import BATCH_SIZE
+from bench.report import SuiteResult, Table, format_ratio, format_seconds
+
+DESCRIPTION = f"""\
+Tagging WNUT-17 test (`wnut17/test.conll`) with a BiLSTM-CRF NER tagger of one shape in both libraries: the
+trained char LMs of `out/charlm` (forward + backward, hidden 256 each; Flair:
+`StackedEmbeddings([FlairEmbeddings("out/charlm/forward.pt"), FlairEmbeddings("out/charlm/backward.pt")])`,
+embedcache: `CharLMEmbeddings("out/charlm/forward")` and `…/backward`, the same weights), re-projection, a
+BiLSTM of hidden 256, a CRF, BIOES tags of the six entity types. Tagger weights are random (seed 0): the
+time to tag does not depend on them.
+
+**In process**: `SequenceTagger.predict` of each library, {BATCH_SIZE} sentences a batch, storage `none`
+(both defaults), on calls of 128 sentences; the libraries alternate call by call. embedcache takes its
+`TaggedSentence`s; Flair takes `Sentence`s made before each call, outside the clock (its predict labels them).
+Each library sorts a call's sentences by length into batches.
+
+**Command line**: `embedcache predict --model DIR FILE --output OUT --device DEVICE --quiet` in a subprocess
+(the environment's `embedcache` script, `OMP_NUM_THREADS` set to the suite's thread count) on the embedcache
+model saved with `SequenceTagger.save`, for the sentences as a CoNLL file and as raw text (one sentence per
+line, tokens joined by spaces; the command splits and tokenises it with segtok as Flair does), and for a
+one-sentence file: the start-up (interpreter, imports, loading the model). Its time is the whole process."""
+
+
+@dataclass(frozen=True)
+class CliInput:
+    """An input file of the command-line runs."""
+
+    name: str
+    path: Path
+    sentences: int
+
+
+@dataclass(frozen=True)
+class PredictRun:
+    """Everything the suite measured."""
+
+    sentences: int
+    tokens: int
+    timings: dict[str, Timing]
+    cli_inputs: list[CliInput]
+    cli_timings: dict[str, Timing]
+
+    def speedup(self, statistic: str = "median_s") -> float:
+        """embedcache's sentences/s ÷ Flair's (Flair's time ÷ embedcache's)."""
+        flair, ours = self.timings["flair_predict"], self.timings["ec_predict"]
+        return getattr(flair, statistic) / getattr(ours, statistic)
+
+    def cli_rate(
+        self, cli_input: CliInput, statistic: str = "median_s", startup_excluded: bool = False
+    ) -> float:
+        seconds = getattr(self.cli_timings[f"cli_{cli_input.name}"], statistic)
+        if startup_excluded:
+            seconds -= getattr(self.cli_timings["cli_startup"], statistic)
+        return cli_input.sentences / seconds
+
+
+def _both(median: float, minimum: float) -> str:
+    return f"{format_ratio(median)} ({format_ratio(minimum)})"
+
+
+def headline_table(run: PredictRun) -> Table:
+    conll = next(i for i in run.cli_inputs if i.name == "conll")
+    in_process = run.sentences / run.timings["ec_predict"].median_s
+    rows = [
+        ["predict sentences/s: embedcache ÷ Flair 0.15.1", _both(run.speedup(), run.speedup("min_s"))],
+        ["`embedcache predict` on CoNLL, start-up included: sentences/s", f"{run.cli_rate(conll):,.1f}"],
+        ["… ÷ in-process embedcache predict", format_ratio(run.cli_rate(conll) / in_process)],
+        [
+            "`embedcache predict` start-up (one sentence)",
+            format_seconds(run.cli_timings["cli_startup"].median_s),
+        ],
+    ]
+    return Table("Headline", ["measure", "medians (mins)"], rows)
+
+
+def in_process_table(run: PredictRun) -> Table:
+    labels = {
+        "flair_predict": "Flair 0.15.1 `SequenceTagger.predict(sentences, mini_batch_size=32)`",
+        "ec_predict": "embedcache `SequenceTagger.predict(sentences, batch_size=32)`",
+    }
+    rows = [
+        [label, format_seconds(t.median_s), format_seconds(t.min_s), f"{run.sentences / t.median_s:,.1f}"]
+        for name, label in labels.items()
+        for t in [run.timings[name]]
+    ]
+    notes = [f"{run.sentences:,} sentences, {run.tokens:,} tokens."]
+    return Table("In process", ["case", "median", "min", "sentences/s (median)"], rows, notes)
+
+
+def cli_table(run: PredictRun) -> Table:
+    rows = []
+    for cli_input in run.cli_inputs:
+        timing = run.cli_timings[f"cli_{cli_input.name}"]
+        rates = ["–", "–"]  # the start-up run measures the start-up, not a rate
+        if cli_input.name != "startup":
+            rates = [
+                f"{run.cli_rate(cli_input, startup_excluded=excluded):,.1f}" for excluded in (False, True)
+            ]
+        rows.append([cli_input.name, f"{cli_input.sentences:,}", format_seconds(timing.median_s),
+                     format_seconds(timing.min_s), *rates])  # fmt: skip
+    notes = ["Start-up excluded: the one-sentence run's median subtracted from the input's median."]
+    columns = ["input", "sentences", "median", "min", "sentences/s", "sentences/s, start-up excluded"]
+    return Table("`embedcache predict` end to end (a subprocess per run)", columns, rows, notes)
+
+
+def suite_result(run: PredictRun, quick: bool) -> SuiteResult:
+    description = DESCRIPTION
+    if quick:
+        description += (
+            "\n\n**Quick run** (`--quick`): a smoke test on the first 64 test sentences, not the record."
+        )
+    data = {
+        "sentences": run.sentences,
+        "tokens": run.tokens,
+        "timings": {name: timing.to_json() for name, timing in run.timings.items()},
+        "cli_inputs": [{"name": i.name, "sentences": i.sentences} for i in run.cli_inputs],
+        "cli_timings": {name: timing.to_json() for name, timing in run.cli_timings.items()},
+        "ec_over_flair_sentences_per_second": run.speedup(),
+        "cli_sentences_per_second": {i.name: run.cli_rate(i) for i in run.cli_inputs},
+    }
+    return SuiteResult(
+        suite="predict",
+        title="`predict`: sentences/s, embedcache vs Flair 0.15.1, and the command line (WNUT-17 test)",
+        description=description,
+        tables=[headline_table(run), in_process_table(run), cli_table(run)],
+        data=data,
+    )
