@@ -35,11 +35,17 @@ class ExtractionOptions:
 
 
 def sentence_text(tokens: Sequence[str], whitespace_after: Sequence[int], tokenized_lm: bool) -> str:
-    """The text Flair gives the LM: tokens joined by single spaces, or with the original spacing."""
+    """The text Flair gives the LM: tokens joined by single spaces, or with the original spacing.
+
+    With the original spacing, nothing follows the last token, as in Flair's ``Sentence.to_plain_string``;
+    but where Flair's ``rstrip`` also eats the last tokens' own whitespace characters (a token ``"\\u3000"``
+    or ``"a\\t"`` at the end), so that their time steps fall outside the text (an IndexError in Flair, or a
+    state read from the padding), every character of every token is kept here.
+    """
     if tokenized_lm:
         return " ".join(tokens)
-    spaced = (token + " " * spaces for token, spaces in zip(tokens, whitespace_after, strict=True))
-    return "".join(spaced).rstrip()  # as Flair's Sentence.to_plain_string
+    spaced = (token + " " * spaces for token, spaces in zip(tokens[:-1], whitespace_after[:-1], strict=True))
+    return "".join(spaced) + (tokens[-1] if tokens else "")
 
 
 def lm_input_strings(texts: Sequence[str], options: ExtractionOptions) -> list[str]:
