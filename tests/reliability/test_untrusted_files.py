@@ -129,6 +129,7 @@ CHECKPOINT_WRITERS = {
 PAYLOADS = {"os.system": TouchMarker, "builtins.eval": EvalMarker}
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol 4")  # torch's note on the files we craft
 @pytest.mark.parametrize("payload", PAYLOADS)
 @pytest.mark.parametrize("protocol", [0, 2, 4])
 @pytest.mark.parametrize("writer", CHECKPOINT_WRITERS)
