@@ -134,9 +134,17 @@ def launch(
         processes.append(subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE, text=True))  # fmt: skip
     finished = []
-    for process in processes:
-        stdout, stderr = process.communicate(timeout=LAUNCH_TIMEOUT_S)  # raises (fails the test) on a hang
-        finished.append(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
+    try:
+        for process in processes:
+            stdout, stderr = process.communicate(
+                timeout=LAUNCH_TIMEOUT_S
+            )  # raises (fails the test) on a hang
+            finished.append(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
+    finally:
+        for process in processes:  # a hung rank must not outlive the test
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     return finished
 
 
@@ -213,6 +221,7 @@ def test_accumulated_steps_equal_one_big_batch(data_dir, tmp_path):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=name)
 
 
+@pytest.mark.slow  # two processes that import torch and Flair
 def test_two_ranks_train_like_one_process_with_the_same_effective_batch(data_dir, tmp_path):
     """2 ranks × batch 4 in file order against 1 process × batch 8, dropouts off.
 
@@ -252,6 +261,7 @@ def test_two_ranks_train_like_one_process_with_the_same_effective_batch(data_dir
     assert [r["epoch"] for r in results["history"]] == [1, 2]
 
 
+@pytest.mark.slow  # two processes that import torch and Flair
 def test_a_crashed_rank_stops_the_other_with_a_clear_error_and_resume_continues(data_dir, tmp_path):
     """Rank 1 dies at the start of epoch 2 (shuffle and dropout on); rank 0 must fail, not hang."""
     out = tmp_path / "run"
