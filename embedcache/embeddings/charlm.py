@@ -46,7 +46,8 @@ from embedcache.embeddings.positions import (
 )
 from embedcache.settings import get_storage_mode
 
-_FINGERPRINT_VERSION = b"embedcache.charlm/1"
+# 2: plain-text sentences keep their last tokens' whitespace characters (positions.sentence_text).
+_FINGERPRINT_VERSION = b"embedcache.charlm/2"
 
 
 class CharLMEncoder(torch.nn.Module):
