@@ -37,6 +37,7 @@ from bench.report import SuiteResult
 from bench.suites.train_results import RunResult, TrainSpec, suite_result
 from embedcache.data.datasets import WNUT17
 from embedcache.training.batches import GoldTags, length_sorted_batches, shuffled_batches
+from embedcache.training.distributed import epoch_seeds
 
 log = logging.getLogger(__name__)
 
@@ -169,11 +170,12 @@ def floor(spec: TrainSpec, out_dir: Path) -> RunResult:
         ec.EmbeddingCache.build(s, embeddings, "gpu", torch.float32, progress=False) for s in (train, dev)
     ]
     gold = GoldTags(train, tags)
-    shuffle = torch.Generator().manual_seed(spec.seed)
     optimizer = torch.optim.SGD(tagger.parameters(), lr=LEARNING_RATE)
     dev_batches = [caches[1].batch(ids) for ids in length_sorted_batches(dev, EVAL_BATCH_SIZE)]
     seconds = []
-    for _ in range(spec.epochs):
+    for epoch in range(spec.epochs):
+        shuffle_seed, _ = epoch_seeds(spec.seed, epoch, rank=0)
+        shuffle = torch.Generator().manual_seed(shuffle_seed)
         batches = [
             (*caches[0].batch(ids), gold.batch(ids))
             for ids in shuffled_batches(len(train), BATCH_SIZE, shuffle)

@@ -23,9 +23,11 @@ import torch
 from flair.data import Corpus as FlairCorpus
 from tqdm.auto import tqdm
 
-from embedcache.cache import EmbeddingCache
+from embedcache.cache import EmbeddingCache, estimate
+from embedcache.cache.budget import choose_placement
 from embedcache.data.corpus import Corpus
 from embedcache.data.sentence import TaggedSentence
+from embedcache.data.writers import AtomicFile
 from embedcache.models.tagger import SequenceTagger
 from embedcache.settings import storage_mode
 from embedcache.training.batches import (
@@ -246,7 +248,7 @@ class _Run:
     def execute(self, resume: bool) -> TrainingResult:
         if self.ranks.is_main:
             settings = json.dumps(asdict(self.config), indent=1)
-            (self.out / "training.json").write_text(settings, encoding="utf-8")
+            _write_atomically(self.out / "training.json", settings)
         if resume:
             self._restore()
         if self.ranks.is_distributed:
@@ -259,10 +261,12 @@ class _Run:
             self.model = wrap_for_data_parallel(
                 self.model, _static_state_names(self.tagger), some_unused=not self.tagger.embeddings.is_static
             )
+        evaluates = bool(self.trainer.dev_sentences) and self.ranks.is_main
+        cached_splits = [self.train_sentences, *([self.trainer.dev_sentences] if evaluates else [])]
+        self._fit_budget(cached_splits)
         global_mode = "cpu" if self.mode == "disk" else self.mode
         with storage_mode(global_mode):  # type: ignore[arg-type]
             train_source = self._source(self.train_sentences, "train")
-            evaluates = bool(self.trainer.dev_sentences) and self.ranks.is_main
             dev_source = self._source(self.trainer.dev_sentences, "dev") if evaluates else None
             epoch = self.start_epoch
             for epoch in range(self.start_epoch, self.config.max_epochs):
@@ -284,6 +288,20 @@ class _Run:
         held is torn down later by a destructor that can wait forever on a peer that has already exited."""
         self.model = _TaggerLoss(self.tagger)
 
+    def _fit_budget(self, splits: Sequence[Sequence[TaggedSentence]]) -> None:
+        """Decide the placement of all this rank's caches together, before any LM runs.
+
+        The budget covers the train and dev stores at once (each alone could fit while both do not); over
+        it, ``on_over_budget`` fails now with the arithmetic or falls back to a slower placement.
+        """
+        if self.mode == "none" or self.config.memory_budget_bytes is None:
+            return
+        dtype = getattr(torch, self.config.cache_dtype)
+        needed = sum(estimate(split, self.tagger.embeddings, dtype) for split in splits)
+        self.mode = choose_placement(
+            self.mode, needed, self.config.memory_budget_bytes, self.config.on_over_budget
+        )
+
     def _source(self, sentences: Sequence[TaggedSentence], split: str) -> BatchSource:
         if self.mode == "none":
             return LiveEmbeddings(self.tagger, sentences)
@@ -299,8 +317,6 @@ class _Run:
             path=cache_dir,
             device=self.device,
             progress=self.progress,
-            memory_budget_bytes=self.config.memory_budget_bytes,
-            on_over_budget=self.config.on_over_budget,
         )
 
     def _run_epoch(self, epoch: int, train: BatchSource, dev: BatchSource | None) -> None:
@@ -459,17 +475,24 @@ class _Run:
             "test": test.to_json() if test else None,
             "history": self.history,
         }
-        (self.out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+        _write_atomically(self.out / "results.json", json.dumps(results, indent=1))
         lines = ["epoch\tlearning_rate\ttrain_loss\tdev_score\tseconds"]
         lines += [
             f"{r['epoch']}\t{r['learning_rate']:.6g}\t{r['train_loss']:.6f}\t{r['dev_score']:.6f}\t{r['seconds']:.2f}"
             for r in self.history
         ]
-        (self.out / "loss.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        (self.out / "results.txt").write_text(
+        _write_atomically(self.out / "loss.tsv", "\n".join(lines) + "\n")
+        _write_atomically(
+            self.out / "results.txt",
             f"best dev score {self.best_score:.4f}\n\ntest\n{test.table() if test else '(no test split)'}\n",
-            encoding="utf-8",
         )
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Readers of ``out_dir`` see a whole file or the previous one, even if training is killed mid-write."""
+    with AtomicFile(path) as out:
+        out.stream.write(text)
+        out.commit()
 
 
 def _make_optimizer(tagger: SequenceTagger, config: TrainingConfig) -> torch.optim.Optimizer:
