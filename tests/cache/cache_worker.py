@@ -35,12 +35,11 @@ def wait_for_file(path: Path) -> None:
         time.sleep(0.02)
 
 
-class GatedEmbedder:
-    """Delegates to ``inner``, but before every batch after the first waits for ``gate`` to exist."""
+class CountingEmbedder:
+    """Delegates to ``inner`` and counts the batches it embeds (same fingerprint)."""
 
-    def __init__(self, inner: CharLMEncoder, gate: Path) -> None:
+    def __init__(self, inner: CharLMEncoder) -> None:
         self.inner = inner
-        self.gate = gate
         self.batches = 0
 
     @property
@@ -53,10 +52,23 @@ class GatedEmbedder:
     def embed_batch(
         self, sentences: list[list[str]], whitespace_after: WhitespaceAfter | None = None
     ) -> TokenVectors:
-        if self.batches:
-            wait_for_file(self.gate)
         self.batches += 1
         return self.inner.embed_batch(sentences, whitespace_after)
+
+
+class GatedEmbedder(CountingEmbedder):
+    """A :class:`CountingEmbedder` that, before every batch after the first, waits for ``gate`` to exist."""
+
+    def __init__(self, inner: CharLMEncoder, gate: Path) -> None:
+        super().__init__(inner)
+        self.gate = gate
+
+    def embed_batch(
+        self, sentences: list[list[str]], whitespace_after: WhitespaceAfter | None = None
+    ) -> TokenVectors:
+        if self.batches:
+            wait_for_file(self.gate)
+        return super().embed_batch(sentences, whitespace_after)
 
 
 def run(

@@ -30,34 +30,12 @@ from embedcache.cache import CacheMissError, CacheWriteError, CorruptCacheError,
 from embedcache.cache.corpus import normalize_sentences
 from embedcache.cache.persist import cache_fingerprint
 from embedcache.data.sentence import TaggedSentence
-from embedcache.embeddings.base import TokenVectors, WhitespaceAfter
 from embedcache.embeddings.charlm import CharLMEncoder
 from tests.cache import cache_worker
-from tests.cache.cache_worker import CHARS_PER_BATCH
+from tests.cache.cache_worker import CHARS_PER_BATCH, CountingEmbedder
 from tests.cache.reference import pad, reference_vectors
 
 WORKER = Path(__file__).with_name("cache_worker.py")
-
-
-class CountingEmbedder:
-    """Delegates to ``inner`` and counts the batches it embeds (same fingerprint)."""
-
-    def __init__(self, inner: CharLMEncoder) -> None:
-        self.inner = inner
-        self.batches = 0
-
-    @property
-    def embedding_length(self) -> int:
-        return self.inner.embedding_length
-
-    def fingerprint(self) -> str:
-        return self.inner.fingerprint()
-
-    def embed_batch(
-        self, sentences: list[list[str]], whitespace_after: WhitespaceAfter | None = None
-    ) -> TokenVectors:
-        self.batches += 1
-        return self.inner.embed_batch(sentences, whitespace_after)
 
 
 def build(corpus: list[TaggedSentence], embedder: object, root: Path, **options: object) -> EmbeddingCache:
