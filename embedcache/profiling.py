@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import sys
 import time
@@ -63,6 +65,20 @@ def peak_rss_bytes() -> int | None:
     return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
 
 
+def release_freed_heap() -> None:
+    """Hand memory that is free but still mapped back to the OS (glibc's ``malloc_trim``), where there is one.
+
+    glibc keeps freed blocks mapped for reuse (its mmap threshold rises as large blocks are freed), so without
+    this a step that reuses what an earlier step freed would not raise RSS at all, however much it allocates.
+    """
+    libc_name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+    if libc_name is None:
+        return
+    trim = getattr(ctypes.CDLL(libc_name), "malloc_trim", None)  # absent from musl
+    if trim is not None:
+        trim(0)
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued kernels, so a clock or memory read afterwards covers them (CUDA is asynchronous)."""
     if device.type == "cuda":
@@ -104,6 +120,7 @@ class PeakMemoryTracker:
 
     def __enter__(self) -> PeakMemoryTracker:
         gc.collect()  # what an earlier step left for the collector must not count here
+        release_freed_heap()  # ... nor the freed memory it left mapped: the step's allocations must show
         synchronize(self.device)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
