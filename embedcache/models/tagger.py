@@ -171,11 +171,12 @@ class SequenceTagger(torch.nn.Module):
         storage_mode: StorageMode = "none",
         device: str | torch.device | None = None,
         progress: bool = False,
+        memory_budget_bytes: int | None = None,
     ) -> list[Prediction]:
         """Tag raw strings, token lists or Flair sentences; see :func:`embedcache.models.predict.predict`."""
         from embedcache.models.predict import predict
 
-        return predict(self, inputs, batch_size, storage_mode, device, progress)
+        return predict(self, inputs, batch_size, storage_mode, device, progress, memory_budget_bytes)
 
     def save(self, path: str | Path) -> None:
         """Write a model directory of safetensors + JSON; see :mod:`embedcache.models.serialization`."""

@@ -98,7 +98,7 @@ def test_predict_batch_size_follows_the_budget_and_results_do_not_change(
     reference = predict(pos_tagger, sentences, batch_size=32)
     sizes = batch_sizes_seen(pos_tagger, monkeypatch)
     with caplog.at_level(logging.INFO, logger="embedcache.models.predict"):
-        budgeted = predict(pos_tagger, sentences, batch_size=32, memory_budget_bytes=7 * per_sentence + 3)
+        budgeted = pos_tagger.predict(sentences, batch_size=32, memory_budget_bytes=7 * per_sentence + 3)
     assert sizes == [7, 7, 7, 7, 2]
     assert "batch size 7 (requested 32)" in caplog.text
     assert f"needs {per_sentence:,} bytes" in caplog.text
