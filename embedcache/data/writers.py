@@ -26,6 +26,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, TextIO, get_args
 
+from embedcache.temporaries import remove_leftovers, temporary_prefix
+
 if TYPE_CHECKING:  # types only: data sits upstream of models at run time
     from embedcache.models.labels import Scheme
     from embedcache.models.predict import Prediction
@@ -128,7 +130,8 @@ class AtomicFile:
 
     It is written under a temporary name in the target's directory (so the final rename stays on one file
     system) and renamed over ``path`` by :meth:`commit`. Leaving the ``with`` block without committing, on
-    an exception or by choice, deletes the temporary file and leaves ``path`` as it was.
+    an exception or by choice, deletes the temporary file and leaves ``path`` as it was. Temporary names
+    follow :mod:`embedcache.temporaries`, so what a killed writer left is removed by the next one.
 
     Example:
         >>> with AtomicFile("scores.json") as out:  # doctest: +SKIP
@@ -138,9 +141,8 @@ class AtomicFile:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        descriptor, temporary = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-        )
+        remove_leftovers(self.path)
+        descriptor, temporary = tempfile.mkstemp(prefix=temporary_prefix(self.path), dir=self.path.parent)
         self.temporary = Path(temporary)
         self.stream: TextIO = os.fdopen(descriptor, "w", encoding="utf-8", newline="\n")
         self.committed = False
