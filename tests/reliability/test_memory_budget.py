@@ -27,6 +27,7 @@ from embedcache.models.predict import budgeted_batch_size, predict, sentence_nby
 from embedcache.models.tagger import SequenceTagger
 from embedcache.training import Trainer
 from tests.conftest import REPO_ROOT, make_lm
+from tests.training.test_trainer import count_lm_runs
 
 LM_HIDDEN, TAGGER_HIDDEN = 16, 8
 
@@ -178,25 +179,12 @@ def dev_cache_nbytes(corpus: Corpus) -> int:
     return cache_nbytes(corpus.dev)
 
 
-def count_lm_runs(tagger: SequenceTagger, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    runs = [0]
-    for embedder in tagger.embeddings.embedders:
-        hidden_states = embedder.encoder.hidden_states
-
-        def counted(strings, hidden_states=hidden_states):
-            runs[0] += 1
-            return hidden_states(strings)
-
-        monkeypatch.setattr(embedder.encoder, "hidden_states", counted)
-    return runs
-
-
 def test_training_over_budget_fails_before_any_lm_work(
     wnut: Corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     small = wnut.subset(20, 5)
     tagger = ner_tagger(small)
-    runs = count_lm_runs(tagger, monkeypatch)
+    runs = count_lm_runs(tagger)
     needed = train_cache_nbytes(small) + dev_cache_nbytes(small)
     with pytest.raises(OverBudgetError) as error:
         Trainer(tagger, small).train(
