@@ -179,9 +179,7 @@ def dev_cache_nbytes(corpus: Corpus) -> int:
     return cache_nbytes(corpus.dev)
 
 
-def test_training_over_budget_fails_before_any_lm_work(
-    wnut: Corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_training_over_budget_fails_before_any_lm_work(wnut: Corpus, tmp_path: Path) -> None:
     small = wnut.subset(20, 5)
     tagger = ner_tagger(small)
     runs = count_lm_runs(tagger)
