@@ -72,5 +72,8 @@ def test_peak_memory_tracker_sees_what_the_step_allocates():
         block = torch.ones(16 * 2**20)  # 64 MiB, every page written
         del block
     assert tracker.peaks is not None and tracker.peaks.rss_is_per_step
-    assert tracker.peaks.rss_growth_bytes is not None and tracker.peaks.rss_growth_bytes >= 64 * 2**20
+    growth = tracker.peaks.rss_growth_bytes
+    # Linux counts RSS per thread or per CPU and folds the counts into the process total in batches, so a
+    # reading may lag by some pages (a CI run saw 63.875 MiB here): allow a few MiB, never the block
+    assert growth is not None and 60 * 2**20 <= growth < 96 * 2**20
     assert tracker.peaks.peak_device_bytes is None  # no device memory off CUDA
