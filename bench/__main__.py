@@ -17,7 +17,7 @@ import flair
 import torch
 
 from bench.harness import REPO_ROOT, BenchConfig, command_line, environment, load_average
-from bench.report import RunInfo, update_markdown, write_json
+from bench.report import RunInfo, recorded_per_device, update_markdown, write_json
 from bench.suites import SUITES
 
 log = logging.getLogger("bench")
@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out-json",
         type=Path,
         metavar="PATH",
-        help="JSON file of raw timings (one suite only; default: bench/results/SUITE.json)",
+        help="JSON file of raw timings (one suite only; default: bench/results/SUITE.json, SUITE-cuda.json "
+        "on CUDA)",
     )
     parser.add_argument(
         "--markdown",
@@ -116,9 +117,9 @@ def main(argv: list[str] | None = None) -> None:
         log.info(
             "suite %s on %s, %d repeats%s", name, device, config.repeats, " (quick)" if config.quick else ""
         )
-        result = SUITES[name](config)
+        result = recorded_per_device(SUITES[name](config), device.type)
         info = RunInfo(command_line(), env, load_average(), time.perf_counter() - started)
-        json_path = args.out_json or REPO_ROOT / "bench" / "results" / f"{name}.json"
+        json_path = args.out_json or REPO_ROOT / "bench" / "results" / f"{result.suite}.json"
         write_json(json_path, result, info)
         update_markdown(args.markdown, result, info)
         log.info("suite %s took %.0f s; wrote %s and %s", name, info.runtime_s, args.markdown, json_path)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,19 @@ class SuiteResult:
     description: str
     tables: list[Table]
     data: dict[str, Any]
+
+
+def recorded_per_device(result: SuiteResult, device_type: str) -> SuiteResult:
+    """``result`` under the name of its device's record: CPU runs keep the suite's name, others get their own.
+
+    A CUDA run measures other things than a CPU run (kernel launches, transfers, device memory), so it gets a
+    section of its own (``embed-cuda``, ``bench/results/embed-cuda.json``) instead of replacing the CPU one.
+    """
+    if device_type == "cpu":
+        return result
+    return replace(
+        result, suite=f"{result.suite}-{device_type}", title=f"{result.title}, on {device_type.upper()}"
+    )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,43 @@
+"""The benchmark record: each suite rewrites only its own block, and CUDA runs get sections of their own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.report import RunInfo, SuiteResult, Table, recorded_per_device, update_markdown
+
+ENVIRONMENT = {
+    "cpu": "test CPU", "cpu_cores": "2", "torch_threads": "1", "device": "cpu", "load_average": "0.10",
+    "python": "3", "torch": "2", "flair": "0.15.1", "embedcache": "0", "numpy": "2", "os": "Linux",
+    "date": "2026-11-25",
+}  # fmt: skip
+
+
+def suite_result(name: str, value: str) -> SuiteResult:
+    table = Table("times", ["case", "s"], [["a", value]])
+    return SuiteResult(name, f"`{name}`", "what it measures", [table], {})
+
+
+def record(path: Path, result: SuiteResult) -> None:
+    update_markdown(path, result, RunInfo("python -m bench", ENVIRONMENT, "0.20", 1.0))
+
+
+def test_a_cpu_run_keeps_the_suite_name_and_a_cuda_run_gets_its_own():
+    result = suite_result("embed", "1.0")
+    assert recorded_per_device(result, "cpu") is result
+    on_cuda = recorded_per_device(result, "cuda")
+    assert (on_cuda.suite, on_cuda.title) == ("embed-cuda", "`embed`, on CUDA")
+
+
+def test_rerunning_a_suite_replaces_its_block_and_keeps_the_others(tmp_path: Path):
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("Hand-written text.\n", encoding="utf-8")
+    record(path, suite_result("embed", "1.0"))
+    record(path, recorded_per_device(suite_result("embed", "2.0"), "cuda"))
+    record(path, suite_result("embed", "3.0"))
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("<!-- bench:begin intro -->")
+    assert "Hand-written text." in text
+    assert text.count("<!-- bench:begin embed -->") == 1
+    assert text.count("<!-- bench:begin embed-cuda -->") == 1
+    assert "| a | 3.0 |" in text and "| a | 2.0 |" in text and "| a | 1.0 |" not in text
