@@ -75,6 +75,12 @@ class CharLMEncoder(torch.nn.Module):
         super().__init__()
         if not isinstance(chars_per_chunk, int) or chars_per_chunk < 1:
             raise ValueError(f"chars_per_chunk must be a positive int, got {chars_per_chunk!r}")
+        if not isinstance(lm, LanguageModel):
+            raise TypeError(
+                f"expected a flair LanguageModel, got {type(lm).__name__}"
+                + (" (Flair's LanguageModel.to() and .cuda() return None: move the model, then pass it)"
+                   if lm is None else "")
+            )  # fmt: skip
         self.lm = lm
         self.chars = CharIndex(lm.dictionary)
         self.chars_per_chunk = chars_per_chunk

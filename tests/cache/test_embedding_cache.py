@@ -151,7 +151,7 @@ def test_a_cuda_lm_builds_a_pinned_cpu_cache_close_to_the_cpu_one(
     # Overlapped device→host writes with the LM on the GPU; CUDA kernels round differently from the CPU.
     from tests.conftest import make_lm
 
-    cuda_encoder = CharLMEncoder(make_lm(True, hidden_size=16, seed=3).cuda())
+    cuda_encoder = CharLMEncoder(make_lm(True, hidden_size=16, seed=3)).cuda()
     for path in (None, Path(tempfile.mkdtemp())):
         cache = build(small_corpus, cuda_encoder, placement="cpu", dtype=torch.float32, path=path)
         assert cache.store.vectors.is_pinned() and cache.device.type == "cuda"

@@ -192,6 +192,16 @@ def test_chars_per_chunk_must_be_a_positive_int(tiny_lm, chars_per_chunk):
         ec.CharLMEncoder(tiny_lm, chars_per_chunk=chars_per_chunk)
 
 
+def test_the_none_that_flairs_lm_to_returns_is_refused_with_the_reason(tiny_lm):
+    moved = tiny_lm.to("cpu")  # Flair's LanguageModel._apply returns None, so .to() and .cuda() do too
+    with pytest.raises(
+        TypeError, match=r"got NoneType \(Flair's LanguageModel.to\(\) and .cuda\(\) return None"
+    ):
+        ec.CharLMEncoder(moved)
+    with pytest.raises(TypeError, match=r"expected a flair LanguageModel, got str$"):
+        ec.CharLMEncoder("forward.pt")
+
+
 def test_fingerprint_changes_with_weights_and_options_only(tiny_lm):
     base = ec.CharLMEncoder(tiny_lm).fingerprint()
     assert ec.CharLMEncoder(tiny_lm).fingerprint() == base
