@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
+from importlib import import_module
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -141,11 +141,10 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _package_version(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
+def _imported_version(name: str) -> str:
+    """The version of the module this process imported: on a machine with several installs (or none, with the
+    repository on ``PYTHONPATH``), the metadata of an installed distribution may describe other code."""
+    return str(import_module(name).__version__)
 
 
 def load_average() -> str:
@@ -169,7 +168,7 @@ def environment(device: torch.device) -> dict[str, str]:
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = str(torch.version.cuda)
     for package in ("torch", "flair", "embedcache", "numpy"):
-        info[package] = _package_version(package)
+        info[package] = _imported_version(package)
     return info
 
 

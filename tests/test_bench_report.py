@@ -1,10 +1,12 @@
-"""The benchmark record: each suite rewrites only its own block, and CUDA runs get sections of their own."""
+"""The benchmark record: a suite rewrites only its block, CUDA runs get their own, rates stay readable."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from bench.harness import Timing
 from bench.report import RunInfo, SuiteResult, Table, recorded_per_device, update_markdown
+from bench.suites.predict_results import CliInput, PredictRun
 
 ENVIRONMENT = {
     "cpu": "test CPU", "cpu_cores": "2", "torch_threads": "1", "device": "cpu", "load_average": "0.10",
@@ -41,3 +43,13 @@ def test_rerunning_a_suite_replaces_its_block_and_keeps_the_others(tmp_path: Pat
     assert text.count("<!-- bench:begin embed -->") == 1
     assert text.count("<!-- bench:begin embed-cuda -->") == 1
     assert "| a | 3.0 |" in text and "| a | 2.0 |" in text and "| a | 1.0 |" not in text
+
+
+def test_no_rate_is_read_from_a_run_no_longer_than_the_start_up():
+    inputs = [CliInput("startup", Path("one"), 1), CliInput("text", Path("t"), 100)]
+    timings = {"cli_startup": Timing((2.0, 2.2, 2.1)), "cli_text": Timing((2.0, 2.05, 2.1))}
+    run = PredictRun(100, 1000, {}, inputs, timings)
+    assert run.cli_rate_after_startup(inputs[1]) is None
+    assert run.cli_rate(inputs[1]) == 100 / 2.05
+    faster_start = PredictRun(100, 1000, {}, inputs, {**timings, "cli_startup": Timing((1.55,))})
+    assert faster_start.cli_rate_after_startup(inputs[1]) == 100 / (2.05 - 1.55)

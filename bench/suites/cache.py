@@ -71,9 +71,9 @@ def check_same_batch(
     flair_lengths, flair_padded = flair_tagger._make_padded_tensor_for_batch(
         [flair_sentences[i] for i in ids]
     )
-    padded, lengths = cache.batch(ids)
-    same = torch.equal(lengths.cpu(), flair_lengths) and torch.allclose(
-        padded.cpu(), flair_padded, rtol=1e-5, atol=1e-5
+    padded, lengths = cache.batch(ids)  # on the compute device, as Flair's padded tensor (lengths may not be)
+    same = torch.equal(lengths.cpu(), flair_lengths.cpu()) and torch.allclose(
+        padded.cpu(), flair_padded.cpu(), rtol=1e-5, atol=1e-5
     )
     if not same:
         raise RuntimeError("cache suite: the float32 cpu store's batch differs from Flair's; not timing it")

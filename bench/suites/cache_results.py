@@ -24,9 +24,9 @@ vectors are stored. The vectors are those of the trained forward char LM `out/ch
   `SequenceTagger._make_padded_tensor_for_batch(sentences)`, which concatenates every token's stored
   embedding and the padding into a `(batch, tokens, D)` tensor.
 - **embedcache**: `EmbeddingCache.batch(ids)` → `(padded float32 (batch, tokens, D), lengths)` from a store
-  in each placement and dtype (`gpu` is the compute device, so the CPU here; `disk` is a memory-mapped file,
-  warm in the page cache after the warm-up round). Each dtype's store is built once with the same LM and
-  reopened in the other placements.
+  in each placement and dtype (`gpu` is the compute device, the CPU on a CPU-only run; `disk` is a
+  memory-mapped file, warm in the page cache after the warm-up round). Each dtype's store is built once with
+  the same LM and reopened in the other placements.
 
 Before timing, the float32 `cpu` store's first batch is checked against Flair's padded tensor. Bytes are
 exact: `EmbeddingCache.nbytes` (for `disk`, the file's size, not memory) and, for Flair,

@@ -53,13 +53,19 @@ class PredictRun:
         flair, ours = self.timings["flair_predict"], self.timings["ec_predict"]
         return getattr(flair, statistic) / getattr(ours, statistic)
 
-    def cli_rate(
-        self, cli_input: CliInput, statistic: str = "median_s", startup_excluded: bool = False
-    ) -> float:
-        seconds = getattr(self.cli_timings[f"cli_{cli_input.name}"], statistic)
-        if startup_excluded:
-            seconds -= getattr(self.cli_timings["cli_startup"], statistic)
-        return cli_input.sentences / seconds
+    def cli_rate(self, cli_input: CliInput, statistic: str = "median_s") -> float:
+        return cli_input.sentences / getattr(self.cli_timings[f"cli_{cli_input.name}"], statistic)
+
+    def cli_rate_after_startup(self, cli_input: CliInput) -> float | None:
+        """Sentences/s with the one-sentence run's median taken off; ``None`` where nothing is left of it.
+
+        Where start-up varies by more than the work takes (a cold import on a machine with a fast GPU), the
+        difference of two medians can be zero or negative: no rate can be read from it.
+        """
+        seconds = (
+            self.cli_timings[f"cli_{cli_input.name}"].median_s - self.cli_timings["cli_startup"].median_s
+        )
+        return cli_input.sentences / seconds if seconds > 0 else None
 
 
 def _both(median: float, minimum: float) -> str:
@@ -101,12 +107,17 @@ def cli_table(run: PredictRun) -> Table:
         timing = run.cli_timings[f"cli_{cli_input.name}"]
         rates = ["–", "–"]  # the start-up run measures the start-up, not a rate
         if cli_input.name != "startup":
+            after_startup = run.cli_rate_after_startup(cli_input)
             rates = [
-                f"{run.cli_rate(cli_input, startup_excluded=excluded):,.1f}" for excluded in (False, True)
+                f"{run.cli_rate(cli_input):,.1f}",
+                "–" if after_startup is None else f"{after_startup:,.1f}",
             ]
         rows.append([cli_input.name, f"{cli_input.sentences:,}", format_seconds(timing.median_s),
                      format_seconds(timing.min_s), *rates])  # fmt: skip
-    notes = ["Start-up excluded: the one-sentence run's median subtracted from the input's median."]
+    notes = [
+        "Start-up excluded: the one-sentence run's median subtracted from the input's median; – where that "
+        "leaves nothing (start-up varied by more than the work took)."
+    ]
     columns = ["input", "sentences", "median", "min", "sentences/s", "sentences/s, start-up excluded"]
     return Table("`embedcache predict` end to end (a subprocess per run)", columns, rows, notes)
 

@@ -24,7 +24,7 @@ process's `ru_maxrss` at the end. An epoch's time runs from its start to the end
 (embedcache: `TrainingResult.history[i]["seconds"]`, which also covers saving the best model and the
 checkpoint; Flair: a `TrainerPlugin` from `before_training_epoch` to `after_evaluation`). Caches are built
 before epoch 1 (embedcache) and the final test evaluation is outside every epoch time. Storage `gpu` means
-the compute device, here the CPU.
+the compute device (the CPU on a CPU-only run).
 
 The **floor** is the tagger alone in an epoch: forward, backward, clipping and SGD step on padded batches of
 the float32 store assembled before the clock starts (embedcache's batch orders for this seed), plus decoding
