@@ -76,11 +76,10 @@ class CharLMEncoder(torch.nn.Module):
         if not isinstance(chars_per_chunk, int) or chars_per_chunk < 1:
             raise ValueError(f"chars_per_chunk must be a positive int, got {chars_per_chunk!r}")
         if not isinstance(lm, LanguageModel):
+            why = " (Flair's LanguageModel.to() and .cuda() return None: move the model, then pass it)"
             raise TypeError(
-                f"expected a flair LanguageModel, got {type(lm).__name__}"
-                + (" (Flair's LanguageModel.to() and .cuda() return None: move the model, then pass it)"
-                   if lm is None else "")
-            )  # fmt: skip
+                f"expected a flair LanguageModel, got {type(lm).__name__}{why if lm is None else ''}"
+            )
         self.lm = lm
         self.chars = CharIndex(lm.dictionary)
         self.chars_per_chunk = chars_per_chunk
