@@ -63,6 +63,11 @@ class SuiteResult:
     data: dict[str, Any]
 
 
+def quick_run_note(quick: bool, slice_text: str) -> str:
+    """The paragraph that marks a ``--quick`` section as a smoke test (empty for the record itself)."""
+    return f"\n\n**Quick run** (`--quick`): {slice_text}, not the record." if quick else ""
+
+
 def recorded_per_device(result: SuiteResult, device_type: str) -> SuiteResult:
     """``result`` under the name of its device's record: CPU runs keep the suite's name, others get their own.
 

@@ -8,7 +8,7 @@ import torch
 
 from bench.harness import Timing
 from bench.inputs import BATCH_SIZE
-from bench.report import SuiteResult, Table, format_ratio, format_seconds
+from bench.report import SuiteResult, Table, format_ratio, format_seconds, quick_run_note
 
 PLACEMENTS = ("gpu", "cpu", "disk")
 DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
@@ -112,11 +112,7 @@ def bytes_table(run: CacheRun) -> Table:
 
 
 def suite_result(run: CacheRun, quick: bool) -> SuiteResult:
-    description = DESCRIPTION
-    if quick:
-        description += (
-            "\n\n**Quick run** (`--quick`): a smoke test on the first 100 sentences, not the record."
-        )
+    description = DESCRIPTION + quick_run_note(quick, "a smoke test on the first 100 sentences")
     data = {
         "sentences": run.sentences,
         "tokens": run.tokens,

@@ -21,7 +21,7 @@ import torch
 import embedcache as ec
 from bench.harness import REPO_ROOT, BenchConfig
 from bench.inputs import BATCH_SIZE
-from bench.report import SuiteResult, Table, format_ratio, format_seconds
+from bench.report import SuiteResult, Table, format_ratio, format_seconds, quick_run_note
 from bench.suites.train import HIDDEN_SIZE, LEARNING_RATE, LM_DIR
 from embedcache.data.datasets import WNUT17
 from embedcache.training.distributed import is_main_process
@@ -109,8 +109,7 @@ def run(config: BenchConfig) -> SuiteResult:
     return SuiteResult(
         suite="ddp",
         title="`ddp`: epoch time on 1 and 2 CPU ranks (torchrun, gloo), WNUT-17",
-        description=DESCRIPTION.format(**plan)
-        + ("\n\n**Quick run** (`--quick`): a smoke test, not the record." if config.quick else ""),
+        description=DESCRIPTION.format(**plan) + quick_run_note(config.quick, "a smoke test"),
         tables=[_epoch_table(runs), _cache_table(runs)],
         data={"plan": plan, "threads_per_rank": torch.get_num_threads(), "runs": runs},
     )

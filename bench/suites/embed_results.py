@@ -8,7 +8,7 @@ from typing import Literal
 
 from bench.harness import Timing
 from bench.inputs import BATCH_SIZE, CHAR_EMBEDDING_SIZE, LM_SEED
-from bench.report import SuiteResult, Table, format_ratio, format_seconds
+from bench.report import SuiteResult, Table, format_ratio, format_seconds, quick_run_note
 
 EXTRACTION_LABELS = {
     "flair_views": "Flair 0.15.1 loop: `states[offset, i, :]` view + `set_embedding` (Flair's `none`)",
@@ -213,9 +213,7 @@ def suite_result(results: Sequence[WorkloadResult], corpus_sentences: int, quick
                 result.embed_slice,
             ),
         ]
-    description = DESCRIPTION
-    if quick:
-        description += "\n\n**Quick run** (`--quick`): a smoke test on a small slice, not the record."
+    description = DESCRIPTION + quick_run_note(quick, "a smoke test on a small slice")
     return SuiteResult(
         suite="embed",
         title="`embed`: extraction stage and whole embed call, embedcache vs Flair 0.15.1 (WNUT-17 train)",

@@ -17,7 +17,7 @@ from multiprocessing import get_context
 import torch
 
 from bench.harness import BenchConfig
-from bench.report import SuiteResult, Table, format_seconds
+from bench.report import SuiteResult, Table, format_seconds, quick_run_note
 from bench.suites.train import LM_DIR, WORD_VECTORS, run_spec
 from bench.suites.train_results import RunResult, TrainSpec
 
@@ -68,12 +68,10 @@ the same weights) and the word2vec vectors `{WORD_VECTORS.name}` (Flair's `WordE
 `WordEmbeddings`, same lookup fallbacks). Same configuration: tagger hidden 256, CRF, BIOES tags,
 re-projection, word dropout 0.05, locked dropout 0.5, SGD at learning rate 0.1, gradient clipping 5,
 anneal-on-plateau (factor 0.5, patience 3), mini-batches of 32, {plan.epochs} epochs. embedcache stores the
-embeddings in `gpu` mode (the compute device, here the CPU), Flair in `cpu` mode; storage does not change what
-is learned. The two runs of a seed go side by side in two processes; their times are not a speed comparison
-(see the `train` suite)."""
-    if quick:
-        text += "\n\n**Quick run** (`--quick`): a smoke test on tiny slices for one epoch, not the record."
-    return text
+embeddings in `gpu` mode (the compute device, the CPU on a CPU-only run), Flair in `cpu` mode; storage does
+not change what is learned. The two runs of a seed go side by side in two processes; their times are not a
+speed comparison (see the `train` suite)."""
+    return text + quick_run_note(quick, "a smoke test on tiny slices for one epoch")
 
 
 def parity_table(results: Sequence[RunResult]) -> Table:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.harness import Timing
 from bench.inputs import BATCH_SIZE
-from bench.report import SuiteResult, Table, format_ratio, format_seconds
+from bench.report import SuiteResult, Table, format_ratio, format_seconds, quick_run_note
 
 DESCRIPTION = f"""\
 Tagging WNUT-17 test (`wnut17/test.conll`) with a BiLSTM-CRF NER tagger of one shape in both libraries: the
@@ -123,11 +123,7 @@ def cli_table(run: PredictRun) -> Table:
 
 
 def suite_result(run: PredictRun, quick: bool) -> SuiteResult:
-    description = DESCRIPTION
-    if quick:
-        description += (
-            "\n\n**Quick run** (`--quick`): a smoke test on the first 64 test sentences, not the record."
-        )
+    description = DESCRIPTION + quick_run_note(quick, "a smoke test on the first 64 test sentences")
     data = {
         "sentences": run.sentences,
         "tokens": run.tokens,

@@ -18,7 +18,7 @@ from flair.embeddings import FlairEmbeddings, StackedEmbeddings
 
 from bench.harness import REPO_ROOT, BenchConfig
 from bench.inputs import BATCH_SIZE
-from bench.report import SuiteResult, Table, format_ratio, format_seconds
+from bench.report import SuiteResult, Table, format_ratio, format_seconds, quick_run_note
 from embedcache import CharLMEmbeddings
 from embedcache.data.datasets import WNUT17
 from embedcache.profiling import EmbeddingProfile, profile_charlm_storage, profile_flair_storage
@@ -108,11 +108,7 @@ def pass_table(measured: dict[str, dict[str, EmbeddingProfile]]) -> Table:
 
 def run(config: BenchConfig) -> SuiteResult:
     n_tokens, dim, measured = profiles(config)
-    description = DESCRIPTION
-    if config.quick:
-        description += (
-            f"\n\n**Quick run** (`--quick`): the first {QUICK_SENTENCES} sentences, not the record."
-        )
+    description = DESCRIPTION + quick_run_note(config.quick, f"the first {QUICK_SENTENCES} sentences")
     data = {
         "tokens": n_tokens,
         "dim": dim,

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.inputs import BATCH_SIZE
-from bench.report import SuiteResult, Table, format_ratio, format_seconds
+from bench.report import SuiteResult, Table, format_ratio, format_seconds, quick_run_note
 
 MEMORY_SLACK = 1.1  # issue #4's bound: none-mode peak + 1.1 × the cache's bytes
 
@@ -175,11 +175,7 @@ def memory_table(results: Sequence[RunResult]) -> Table:
 
 
 def suite_result(epoch_results: Sequence[RunResult], plan_json: dict, quick: bool) -> SuiteResult:
-    description = DESCRIPTION
-    if quick:
-        description += (
-            "\n\n**Quick run** (`--quick`): a smoke test on tiny slices for one epoch, not the record."
-        )
+    description = DESCRIPTION + quick_run_note(quick, "a smoke test on tiny slices for one epoch")
     data = {
         "plan": plan_json,
         "epoch_runs": [r.to_json() for r in epoch_results],
