@@ -15,7 +15,7 @@ placement without a budget is unlimited.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Literal, get_args
 
 import torch
@@ -23,6 +23,8 @@ import torch
 from embedcache.cache.corpus import SentenceLike, normalize_sentences
 from embedcache.cache.placement import PLACEMENTS, Placement, resolve_dtype, store_nbytes, validate_placement
 from embedcache.embeddings.base import TokenEmbedder
+from embedcache.embeddings.stack import EmbeddingsLike
+from embedcache.embeddings.stack import as_embedders as flat_embedders
 
 logger = logging.getLogger(__name__)
 
@@ -34,17 +36,14 @@ class OverBudgetError(ValueError):
     """The store would not fit the memory budget of any placement the policy allows."""
 
 
-def as_embedders(embeddings: TokenEmbedder | Sequence[TokenEmbedder]) -> list[TokenEmbedder]:
-    """One embedder or a list of them (vectors concatenated along D in this order), checked."""
-    embedders = list(embeddings) if isinstance(embeddings, Sequence) else [embeddings]
-    if not embedders:
-        raise ValueError("no embedders given; pass a TokenEmbedder or a non-empty list of them")
+def as_embedders(embeddings: EmbeddingsLike) -> list[TokenEmbedder]:
+    """The embedders whose vectors a cache holds, concatenated along D in this order; none fine-tuned.
+
+    Takes what :func:`embedcache.embeddings.stack.as_embedders` takes: embedcache embedders, stacks and
+    Flair embedding objects.
+    """
+    embedders = flat_embedders(embeddings)
     for i, embedder in enumerate(embedders):
-        if not isinstance(embedder, TokenEmbedder):
-            raise TypeError(
-                f"embeddings[{i}] is a {type(embedder).__name__}, not a TokenEmbedder (it needs "
-                "embedding_length, embed_batch and fingerprint); for a CharLMEmbeddings pass its .encoder"
-            )
         if getattr(embedder, "fine_tune", False):
             raise ValueError(
                 f"embeddings[{i}] ({type(embedder).__name__}) is fine-tuned: its vectors change during "
@@ -55,7 +54,7 @@ def as_embedders(embeddings: TokenEmbedder | Sequence[TokenEmbedder]) -> list[To
 
 def estimate(
     sentences: Iterable[SentenceLike],
-    embeddings: TokenEmbedder | Sequence[TokenEmbedder],
+    embeddings: EmbeddingsLike,
     dtype: torch.dtype | str = torch.float16,
 ) -> int:
     """Exact bytes a cache of ``sentences`` will hold: ``(n_tokens + 1) × D × itemsize``, D of all embedders.

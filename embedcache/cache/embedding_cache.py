@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from os import PathLike
 from pathlib import Path
 
@@ -43,7 +43,7 @@ from embedcache.cache.placement import (
     validate_placement,
 )
 from embedcache.cache.store import Batch, SentenceIds, TokenStore
-from embedcache.embeddings.base import TokenEmbedder
+from embedcache.embeddings.stack import EmbeddingsLike
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class EmbeddingCache:
     def build(
         cls,
         sentences: Iterable[SentenceLike],
-        embeddings: TokenEmbedder | Sequence[TokenEmbedder],
+        embeddings: EmbeddingsLike,
         placement: Placement = "cpu",
         dtype: torch.dtype | str = torch.float16,
         path: str | PathLike[str] | None = None,
@@ -114,7 +114,8 @@ class EmbeddingCache:
         Args:
             sentences: ``TaggedSentence``s, lists of token strings or ``flair.data.Sentence``s; empty
                 sentences are kept with length 0.
-            embeddings: a ``TokenEmbedder`` or a list of them; their vectors are concatenated along D.
+            embeddings: a ``TokenEmbedder``, a stack, a Flair embedding (``StackedEmbeddings``,
+                ``FlairEmbeddings``, ...) or a list of them; their vectors are concatenated along D.
             placement: ``"gpu"`` (the compute device), ``"cpu"`` (pinned when computing on CUDA) or
                 ``"disk"`` (a memory-mapped file: in ``path``, else an unnamed temporary file).
             dtype: storage dtype, ``float32``, ``float16`` or ``bfloat16``; batches are always float32.

@@ -1,13 +1,28 @@
-"""Several token embedders side by side: forward LM, backward LM, word vectors → one ``(n, ΣD)`` tensor."""
+"""Several token embedders side by side: forward LM, backward LM, word vectors → one ``(n, ΣD)`` tensor.
+
+Wherever embedcache takes embedders (the tagger, the trainer, the cache, ``estimate``, the profiler), they
+go through :func:`as_embedders`, which also accepts Flair's embedding objects (``FlairEmbeddings``,
+``StackedEmbeddings``, ``WordEmbeddings``, other static ``TokenEmbeddings``) and adapts them (see
+:mod:`embedcache.embeddings.flair_adapters`, imported only when a Flair object is met).
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Union
 
 import torch
 
 from embedcache.embeddings.base import TokenEmbedder, TokenizedSentences, TokenVectors, WhitespaceAfter
+
+if TYPE_CHECKING:
+    from flair.embeddings import TokenEmbeddings
+
+EmbeddingsLike = Union[
+    "TokenEmbedder", "TokenEmbeddings", "EmbeddingStack", Sequence[Union["TokenEmbedder", "TokenEmbeddings"]]
+]
+"""What the tagger, trainer, cache and profiler take: embedcache embedders, stacks, Flair embeddings."""
 
 
 class EmbeddingStack(torch.nn.Module):
@@ -16,20 +31,14 @@ class EmbeddingStack(torch.nn.Module):
     Members that are ``torch.nn.Module``s are registered, so ``.to(device)`` moves them all.
 
     Args:
-        embedders: the members; at least one.
+        embedders: the members, at least one: embedcache embedders, nested stacks, or Flair embedding
+            objects (see :func:`as_embedders`).
     """
 
-    def __init__(self, embedders: Sequence[TokenEmbedder]) -> None:
+    def __init__(self, embedders: EmbeddingsLike) -> None:
         super().__init__()
-        if not embedders:
-            raise ValueError("an EmbeddingStack needs at least one embedder")
-        for embedder in embedders:
-            if not isinstance(embedder, TokenEmbedder):
-                raise TypeError(
-                    f"{type(embedder).__name__} is not a TokenEmbedder (no embed_batch/fingerprint)"
-                )
-        self.embedders = list(embedders)
-        self.modules_list = torch.nn.ModuleList(e for e in embedders if isinstance(e, torch.nn.Module))
+        self.embedders = as_embedders(embedders)
+        self.modules_list = torch.nn.ModuleList(e for e in self.embedders if isinstance(e, torch.nn.Module))
 
     @property
     def embedding_length(self) -> int:
@@ -56,10 +65,46 @@ class EmbeddingStack(torch.nn.Module):
         return digest.hexdigest()
 
 
-def as_stack(embeddings: TokenEmbedder | Sequence[TokenEmbedder]) -> EmbeddingStack:
-    """Wrap one embedder or a list of them in an :class:`EmbeddingStack` (a stack is returned as is)."""
+def as_embedders(embeddings: EmbeddingsLike) -> list[TokenEmbedder]:
+    """The flat list of embedders behind one embedder, a stack, a Flair embedding object, or a list of those.
+
+    Nested stacks (embedcache's or Flair's) are flattened in order, so the vectors are concatenated exactly
+    as Flair's ``StackedEmbeddings`` concatenates them.
+
+    Raises:
+        ValueError: no embedder at all.
+        TypeError: an object that is neither an embedcache embedder nor a Flair token embedding (the
+            message names its position and type); Flair embeddings that cannot be run are refused with
+            :class:`~embedcache.embeddings.flair_adapters.UnsupportedFlairEmbeddings`, a ``TypeError``.
+    """
+    members = list(embeddings) if isinstance(embeddings, Sequence) else [embeddings]
+    flat: list[TokenEmbedder] = []
+    for i, member in enumerate(members):
+        if isinstance(member, EmbeddingStack):
+            flat += member.embedders
+        elif isinstance(member, TokenEmbedder):
+            flat.append(member)
+        elif _is_flair_object(member):
+            from embedcache.embeddings.flair_adapters import adapt_flair_embeddings
+
+            flat += adapt_flair_embeddings(member)
+        else:
+            raise TypeError(
+                f"embeddings[{i}] is a {type(member).__name__}, not a TokenEmbedder (embedding_length, "
+                "embed_batch, fingerprint) and not a Flair TokenEmbeddings"
+            )
+    if not flat:
+        raise ValueError("at least one embedder is needed: an embedder, a Flair embedding or a list")
+    return flat
+
+
+def _is_flair_object(value: object) -> bool:
+    """True for instances of Flair classes and of user classes derived from them, without importing Flair."""
+    return any(cls.__module__.split(".")[0] == "flair" for cls in type(value).__mro__)
+
+
+def as_stack(embeddings: EmbeddingsLike) -> EmbeddingStack:
+    """Wrap one embedder, a Flair embedding object or a list of them in an :class:`EmbeddingStack`."""
     if isinstance(embeddings, EmbeddingStack):
         return embeddings
-    if isinstance(embeddings, Sequence):
-        return EmbeddingStack(list(embeddings))
-    return EmbeddingStack([embeddings])
+    return EmbeddingStack(as_embedders(embeddings))

@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from embedcache.embeddings.base import TokenEmbedder
 from embedcache.embeddings.gather import gather_padded
-from embedcache.embeddings.stack import EmbeddingStack, as_stack
+from embedcache.embeddings.stack import EmbeddingsLike, as_stack
 from embedcache.models.crf import CRF
 from embedcache.models.dropout import LockedDropout, WordDropout
 from embedcache.models.labels import TagDictionary
@@ -70,7 +69,7 @@ class SequenceTagger(torch.nn.Module):
 
     def __init__(
         self,
-        embeddings: TokenEmbedder | Sequence[TokenEmbedder] | EmbeddingStack,
+        embeddings: EmbeddingsLike,
         tag_dictionary: TagDictionary | Sequence[str],
         tag_type: str,
         hidden_size: int = 256,

@@ -68,7 +68,7 @@ def test_bad_budget_arguments(budget: object, policy: object, message: str) -> N
 def test_embedders_must_follow_the_protocol(encoder: CharLMEncoder) -> None:
     assert as_embedders(encoder) == [encoder]
     assert as_embedders([encoder, encoder]) == [encoder, encoder]
-    with pytest.raises(ValueError, match="no embedders"):
+    with pytest.raises(ValueError, match="at least one embedder"):
         as_embedders([])
     with pytest.raises(TypeError, match=r"embeddings\[1\] is a str, not a TokenEmbedder"):
         as_embedders([encoder, "glove"])  # type: ignore[list-item]

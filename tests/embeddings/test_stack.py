@@ -31,5 +31,5 @@ def test_fine_tuned_members_make_the_stack_dynamic():
 def test_bad_members_are_refused():
     with pytest.raises(ValueError, match="at least one"):
         EmbeddingStack([])
-    with pytest.raises(TypeError, match="str is not a TokenEmbedder"):
+    with pytest.raises(TypeError, match=r"embeddings\[0\] is a str, not a TokenEmbedder"):
         EmbeddingStack(["not an embedder"])
