@@ -33,7 +33,8 @@ from flair.training_utils import store_embeddings
 
 from embedcache.accounting import retained_nbytes, token_embeddings
 from embedcache.data.sentence import TaggedSentence
-from embedcache.embeddings import CharLMEmbeddings
+from embedcache.embeddings import CharLMEmbeddings, TokenEmbedder
+from embedcache.embeddings.stack import EmbeddingsLike, as_embedders
 from embedcache.settings import StorageMode, storage_mode
 
 BatchItem = TypeVar("BatchItem")
@@ -193,26 +194,44 @@ def sentence_batches(sentences: Sequence[BatchItem], batch_size: int) -> list[Se
 
 
 def profile_charlm_storage(
-    embedders: Sequence[CharLMEmbeddings],
+    embeddings: EmbeddingsLike,
     sentences: Sequence[TaggedSentence],
     mode: StorageMode,
     batch_size: int,
 ) -> EmbeddingProfile:
-    """embedcache: every LM embeds each batch in ``mode``; the vectors are kept as a trainer keeps them.
+    """embedcache: every embedder embeds each batch in ``mode``; the vectors are kept as a trainer keeps them.
 
-    ``none`` drops them after each batch (they are views of the LM states); ``cpu`` and ``gpu`` keep them to
-    the end, and :func:`~embedcache.accounting.retained_nbytes` then finds exactly ``n_tokens × D × 4``.
+    ``embeddings`` are embedcache embedders or Flair embedding objects (adapted, see
+    :func:`~embedcache.embeddings.stack.as_embedders`). ``none`` drops the vectors after each batch (for
+    character LMs they are views of the LM states); ``cpu`` and ``gpu`` keep them to the end, and
+    :func:`~embedcache.accounting.retained_nbytes` then finds exactly ``n_tokens × D × 4``.
     """
+    embedders = as_embedders(embeddings)
 
     def embed_batch(batch: Sequence[TaggedSentence]) -> list[torch.Tensor]:
         tokens, spaces = [s.tokens for s in batch], [s.whitespace_after for s in batch]
-        vectors = [v for embedder in embedders for v in embedder.encoder.token_tensors(tokens, spaces)]
+        vectors = [v for embedder in embedders for v in _token_tensors(embedder, tokens, spaces)]
         return vectors if mode != "none" else []
 
     with storage_mode(mode):
-        return profile_embedding(
-            embed_batch, sentence_batches(sentences, batch_size), embedders[0].encoder.device
-        )
+        return profile_embedding(embed_batch, sentence_batches(sentences, batch_size), _device_of(embedders))
+
+
+def _token_tensors(
+    embedder: TokenEmbedder, tokens: list[list[str]], spaces: list[list[int]]
+) -> Sequence[torch.Tensor]:
+    """One tensor per token as a Flair-face user keeps them (character LMs: views in ``none`` storage)."""
+    if isinstance(embedder, CharLMEmbeddings):
+        return embedder.encoder.token_tensors(tokens, spaces)
+    return embedder.embed_batch(tokens, spaces).vectors.unbind(0)
+
+
+def _device_of(embedders: Sequence[TokenEmbedder]) -> torch.device:
+    for embedder in embedders:
+        if isinstance(embedder, torch.nn.Module):
+            for tensor in (*embedder.parameters(), *embedder.buffers()):
+                return tensor.device
+    return torch.device("cpu")
 
 
 def profile_flair_storage(

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 from flair.data import Sentence
-from flair.embeddings import FlairEmbeddings
+from flair.embeddings import FlairEmbeddings, StackedEmbeddings
 
 from embedcache import CharLMEmbeddings, TaggedSentence
 from embedcache.accounting import retained_nbytes, token_embeddings
@@ -36,6 +36,13 @@ def test_embedcache_retains_exactly_n_tokens_by_d_by_4_after_every_batch(embedde
     assert profile.retained_bytes_after_batch == [n * dim * 4 for n in tokens_after_batch]
     assert profile.retained_bytes == tokens_after_batch[-1] * dim * 4
     assert profile.seconds > 0
+
+
+@pytest.mark.parametrize("mode", ["cpu", "gpu"])
+def test_a_flair_stack_is_profiled_through_the_same_extractor(embedders, sentences, mode):
+    flair_stack = StackedEmbeddings([FlairEmbeddings(e.encoder.lm) for e in embedders])
+    profile = profile_charlm_storage(flair_stack, sentences, mode, BATCH_SIZE)
+    assert profile.retained_bytes == sum(len(s) for s in sentences) * (16 + 24) * 4
 
 
 def test_none_mode_retains_nothing_in_either_library(embedders, sentences):

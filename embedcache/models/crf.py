@@ -118,28 +118,37 @@ class CRF(nn.Module):
         """
         self._check_shapes(emissions, mask)
         potentials = self._potentials(emissions, mask)
-        batch_size, steps, num_tags = emissions.shape
+        batch_size, steps, _ = emissions.shape
         if steps == 0:
             return mask.new_zeros((batch_size, 0), dtype=torch.long), potentials.emissions.new_zeros(
                 batch_size
             )
-        stay = torch.arange(num_tags, device=emissions.device).expand(batch_size, num_tags)  # (B, K)
-        score = potentials.start + potentials.emissions[:, 0]  # (B, K)
-        backpointers = []
-        for t in range(1, steps):
-            candidates = score.unsqueeze(2) + potentials.transitions  # (B, K_prev, K_next)
-            best, best_previous = candidates.max(dim=1)  # (B, K) each
-            step_mask = mask[:, t].unsqueeze(1)  # (B, 1)
-            score = torch.where(step_mask, best + potentials.emissions[:, t], score)
-            # At a padded step the path stays on its tag, so backtracking carries the last real tag back.
-            backpointers.append(torch.where(step_mask, best_previous, stay))
-        path_scores, tag = (score + potentials.end).max(dim=1)  # (B,), (B,)
+        step_scores, backpointers = _viterbi_forward(potentials, mask)
+        path_scores, tag = (step_scores[-1] + potentials.end).max(dim=1)  # (B,), (B,)
         path = [tag]
         for pointers in reversed(backpointers):
             tag = pointers.gather(1, tag.unsqueeze(1)).squeeze(1)  # (B,)
             path.append(tag)
         best_tags = torch.stack(path[::-1], dim=1).masked_fill(~mask, 0)  # (B, T)
         return best_tags, path_scores.masked_fill(~mask.any(dim=1), 0.0)
+
+    def viterbi_confidences(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Flair 0.15's token confidence: the largest softmax probability of each step's Viterbi scores.
+
+        ``max_k softmax(score_t)[k]``, where ``score_t[k]`` is the best score of a path over steps ``0..t``
+        ending in tag ``k``. Not a probability of the chosen tag (that is :meth:`marginals`); kept so that a
+        tagger converted from Flair reports the scores Flair reports.
+
+        Returns:
+            ``(B, T)`` confidences, 0 at padded steps.
+        """
+        self._check_shapes(emissions, mask)
+        potentials = self._potentials(emissions, mask)
+        if emissions.shape[1] == 0:
+            return potentials.emissions.new_zeros(emissions.shape[:2])
+        step_scores, _ = _viterbi_forward(potentials, mask)
+        confidences = torch.stack(step_scores, dim=1).softmax(dim=2).amax(dim=2)  # (B, T)
+        return confidences.masked_fill(~mask, 0.0)
 
     def marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Posterior probability of every tag at every token, by the forward-backward algorithm.
@@ -184,6 +193,32 @@ class CRF(nn.Module):
             start=self.start_transitions.to(dtype),
             end=self.end_transitions.to(dtype),
         )
+
+
+def _viterbi_forward(
+    potentials: _Potentials, mask: torch.Tensor
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Best-path scores per step and the back-pointers between steps.
+
+    Returns:
+        ``(scores, backpointers)``: ``scores[t]`` is ``(B, K)``, the best score of a path over steps ``0..t``
+        ending in each tag (carried unchanged past a sequence's end); ``backpointers[t - 1]`` is ``(B, K)``,
+        the previous tag of that path (at padded steps the tag itself, so backtracking carries the last real
+        tag back).
+    """
+    emissions = potentials.emissions
+    batch_size, steps, num_tags = emissions.shape
+    stay = torch.arange(num_tags, device=emissions.device).expand(batch_size, num_tags)  # (B, K)
+    score = potentials.start + emissions[:, 0]  # (B, K)
+    scores, backpointers = [score], []
+    for t in range(1, steps):
+        candidates = score.unsqueeze(2) + potentials.transitions  # (B, K_prev, K_next)
+        best, best_previous = candidates.max(dim=1)  # (B, K) each
+        step_mask = mask[:, t].unsqueeze(1)  # (B, 1)
+        score = torch.where(step_mask, best + emissions[:, t], score)
+        backpointers.append(torch.where(step_mask, best_previous, stay))
+        scores.append(score)
+    return scores, backpointers
 
 
 def _path_score(potentials: _Potentials, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -107,6 +107,35 @@ def spans_from_tags(tags: Sequence[str], scheme: Scheme, scores: Sequence[float]
     ]
 
 
+def flair_spans_from_tags(tags: Sequence[str], scores: Sequence[float] | None = None) -> list[Span]:
+    """The spans Flair 0.15 reads from tags (``flair.data.get_spans_from_bio``), for converted models.
+
+    Flair's reading differs from conlleval's on ill-formed sequences: only ``B-``/``S-``, or an ``I-`` (or a
+    tag after an ``S-``) of another type, starts a new span; ``E-`` never closes one; a span's label is the
+    type seen most often in it, its first tag counting 1.1. ``O``, ``_`` and the empty tag are outside.
+    """
+    spans: list[Span] = []
+    start: int | None = None
+    weights: dict[str, float] = {}  # votes for the label of the open span
+    previous = "O-"
+    for i, tag in enumerate([*tags, OUTSIDE]):
+        tag = "O-" if tag in ("", OUTSIDE, "_") else tag
+        inside = tag != "O-"
+        starts = tag[:2] in ("B-", "S-") or (
+            inside and previous[2:] != tag[2:] and (tag[:2] == "I-" or previous[2:] == "S-")
+        )
+        if start is not None and (starts or not inside):
+            label = max(weights, key=weights.__getitem__)
+            score = None if scores is None else sum(scores[start:i]) / (i - start)
+            spans.append(Span(start, i, label, score))
+            start, weights = None, {}
+        if inside:
+            start = i if start is None else start
+            weights[tag[2:]] = weights.get(tag[2:], 0.0) + (1.1 if starts else 1.0)
+        previous = tag
+    return spans
+
+
 def _plain_bounds(tags: Sequence[str]) -> list[tuple[int, int, str]]:
     return [(i, i + 1, tag) for i, tag in enumerate(tags) if tag != OUTSIDE]
 

@@ -1,14 +1,17 @@
 """Tagging many inputs: normalise them, sort by length, batch, decode, and put results back in input order.
 
 Inputs may be raw strings (documents: split into sentences and tokenised with segtok, as Flair), token
-lists, :class:`~embedcache.data.TaggedSentence` objects, or ``flair.data.Sentence`` objects (which get
-labels the way Flair's ``SequenceTagger.predict`` adds them). One :class:`Prediction` comes back per input.
+lists, :class:`~embedcache.data.TaggedSentence` objects, or ``flair.data.Sentence`` objects, which are
+labelled the way Flair's ``SequenceTagger.predict`` labels them: earlier labels of the label name are
+removed, spans (span schemes) or tokens (plain tags, but ``O`` and ``_``) get the new labels with their
+scores, readable with ``sentence.get_spans(name)`` / ``token.get_label(name)``. One :class:`Prediction`
+comes back per input.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +21,7 @@ from tqdm.auto import tqdm
 
 from embedcache.data.sentence import TaggedSentence
 from embedcache.data.tokenize import tokenize_document
-from embedcache.models.labels import Span, spans_from_tags
+from embedcache.models.labels import Span, flair_spans_from_tags, spans_from_tags
 from embedcache.settings import StorageMode, storage_mode
 
 if TYPE_CHECKING:
@@ -220,6 +223,7 @@ def predict(
     device: str | torch.device | None = None,
     progress: bool = False,
     memory_budget_bytes: int | None = None,
+    label_name: str | None = None,
 ) -> list[Prediction]:
     """Tag every input; results come back in input order, whatever the batch size.
 
@@ -232,9 +236,11 @@ def predict(
         progress: show a progress bar.
         memory_budget_bytes: lower the batch size so that a batch's transient tensors fit this many bytes
             (see :func:`sentence_nbytes` for the arithmetic); ``None``: ``batch_size`` as given.
+        label_name: the label type flair ``Sentence`` inputs get (replacing earlier labels of that type, as
+            Flair does); ``None``: ``tagger.tag_type``.
 
     Returns:
-        One :class:`Prediction` per input; flair ``Sentence`` inputs also get labels of ``tagger.tag_type``.
+        One :class:`Prediction` per input; flair ``Sentence`` inputs are labelled too.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -252,19 +258,31 @@ def predict(
             tagged = iter(tag_sentences(tagger, flat, batch_size, progress))
     finally:
         tagger.train(was_training)
+    read_spans = _span_reader(tagger)
     predictions = []
     for item, (sentences, text) in zip(items, per_item, strict=True):
-        prediction = _assemble(sentences, [next(tagged) for _ in sentences], tagger.tags.scheme, text)
+        prediction = _assemble(sentences, [next(tagged) for _ in sentences], read_spans, text)
         if isinstance(item, Sentence):
-            _label_flair_sentence(item, prediction, tagger.tag_type, tagger.tags.scheme)
+            _label_flair_sentence(item, prediction, label_name or tagger.tag_type, tagger.tags.scheme)
         predictions.append(prediction)
     return predictions
+
+
+SpanReader = Callable[[list[str], list[float]], list[Span]]
+
+
+def _span_reader(tagger: SequenceTagger) -> SpanReader:
+    """How this tagger's spans are read from its tags: conlleval's way, or Flair's for converted models."""
+    scheme = tagger.tags.scheme
+    if scheme != "plain" and tagger.config.decoding == "flair":
+        return flair_spans_from_tags
+    return lambda tags, confidences: spans_from_tags(tags, scheme, confidences)
 
 
 def _assemble(
     sentences: list[TaggedSentence],
     tagged: list[tuple[list[str], list[float]]],
-    scheme: str,
+    read_spans: SpanReader,
     text: str | None,
 ) -> Prediction:
     prediction = Prediction(text=text, offsets=[] if text is not None else None)
@@ -274,20 +292,23 @@ def _assemble(
         prediction.tokens += sentence.tokens
         prediction.tags += tags
         prediction.confidences += confidences
-        spans = spans_from_tags(tags, scheme, confidences)  # type: ignore[arg-type]
+        spans = read_spans(tags, confidences)
         prediction.spans += [Span(s.start + start, s.end + start, s.label, s.score) for s in spans]
         if prediction.offsets is not None:
             prediction.offsets += sentence.offsets or []
     return prediction
 
 
-def _label_flair_sentence(sentence: Sentence, prediction: Prediction, tag_type: str, scheme: str) -> None:
-    """Add labels as Flair's SequenceTagger.predict does: spans for span schemes, tokens for plain tags."""
+def _label_flair_sentence(sentence: Sentence, prediction: Prediction, label_name: str, scheme: str) -> None:
+    """Label as Flair's ``SequenceTagger.predict`` does: old labels of ``label_name`` go, then spans for span
+    schemes, tokens for plain tags (Flair skips tokens tagged ``O`` or ``_``)."""
+    sentence.remove_labels(label_name)
     if scheme == "plain":
         for token, tag, confidence in zip(
             sentence.tokens, prediction.tags, prediction.confidences, strict=True
         ):
-            token.add_label(tag_type, tag, confidence)
+            if tag not in ("O", "_"):
+                token.add_label(label_name, tag, confidence)
         return
     for span in prediction.spans:
-        sentence[span.start : span.end].add_label(tag_type, span.label, span.score or 0.0)
+        sentence[span.start : span.end].add_label(label_name, span.label, span.score or 0.0)

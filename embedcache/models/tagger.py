@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -29,6 +29,16 @@ if TYPE_CHECKING:
     from embedcache.models.predict import PredictInput, Prediction
 
 
+Decoding = Literal["embedcache", "flair"]
+"""How confidences and spans are read from the network's output.
+
+``"embedcache"``: a token's confidence is the CRF posterior marginal of its tag (the softmax without a CRF),
+and spans are read as conlleval reads them. ``"flair"``: Flair 0.15's reading, the largest softmax
+probability of each step's Viterbi scores and ``flair.data.get_spans_from_bio``'s spans; a tagger converted
+from Flair keeps it, so that it reports what Flair reports.
+"""
+
+
 @dataclass(frozen=True)
 class TaggerConfig:
     """Everything that shapes the network besides the embeddings and the tags (saved with the model)."""
@@ -42,10 +52,13 @@ class TaggerConfig:
     dropout: float = 0.0
     word_dropout: float = 0.05
     locked_dropout: float = 0.5
+    decoding: Decoding = "embedcache"
 
     def __post_init__(self) -> None:
         if self.hidden_size < 1 or self.rnn_layers < 1:
             raise ValueError("hidden_size and rnn_layers must be at least 1")
+        if self.decoding not in ("embedcache", "flair"):
+            raise ValueError(f"decoding must be 'embedcache' or 'flair', got {self.decoding!r}")
         for name in ("dropout", "word_dropout", "locked_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
@@ -60,6 +73,7 @@ class SequenceTagger(torch.nn.Module):
         tag_type: the label name (``"ner"``, ``"upos"``); Flair sentences get labels of this type.
         hidden_size, rnn_layers, use_rnn, use_crf, reproject_embeddings, dropout, word_dropout,
             locked_dropout: as in Flair's ``SequenceTagger``.
+        decoding: how confidences and spans are read (see :data:`Decoding`).
 
     Example:
         >>> tags = TagDictionary(["O", "B-PER", "I-PER"])
@@ -80,11 +94,12 @@ class SequenceTagger(torch.nn.Module):
         dropout: float = 0.0,
         word_dropout: float = 0.05,
         locked_dropout: float = 0.5,
+        decoding: Decoding = "embedcache",
     ) -> None:
         super().__init__()
         self.config = TaggerConfig(
             tag_type, hidden_size, rnn_layers, use_rnn, use_crf, reproject_embeddings, dropout, word_dropout,
-            locked_dropout,
+            locked_dropout, decoding,
         )  # fmt: skip
         self.embeddings = as_stack(embeddings)
         self.tags = TagDictionary.coerce(tag_dictionary)
@@ -149,11 +164,15 @@ class SequenceTagger(torch.nn.Module):
     def decode(self, padded: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Best tags and their confidences, both ``(B, T)`` (pads hold 0).
 
-        With the CRF the confidence is the posterior marginal of the chosen tag; without it, the softmax
-        probability.
+        With the CRF the confidence is the posterior marginal of the chosen tag (with ``decoding="flair"``,
+        Flair's Viterbi confidence, see :meth:`CRF.viterbi_confidences`); without it, the softmax probability.
         """
         scores = self.emissions(padded, lengths)
         mask = _mask(lengths, padded.shape[1], scores.device)
+        if self.crf is not None and self.config.decoding == "flair":
+            tag_ids, _ = self.crf.viterbi_decode(scores, mask)
+            confidences = self.crf.viterbi_confidences(scores, mask)  # (B, T)
+            return tag_ids, confidences
         if self.crf is not None:
             tag_ids, _ = self.crf.viterbi_decode(scores, mask)
             probabilities = self.crf.marginals(scores, mask)  # (B, T, K)
@@ -171,11 +190,18 @@ class SequenceTagger(torch.nn.Module):
         device: str | torch.device | None = None,
         progress: bool = False,
         memory_budget_bytes: int | None = None,
+        label_name: str | None = None,
     ) -> list[Prediction]:
-        """Tag raw strings, token lists or Flair sentences; see :func:`embedcache.models.predict.predict`."""
+        """Tag raw strings, token lists or Flair sentences; see :func:`embedcache.models.predict.predict`.
+
+        Flair sentences are labelled as Flair labels them, replacing earlier labels of ``label_name``
+        (default: the tag type).
+        """
         from embedcache.models.predict import predict
 
-        return predict(self, inputs, batch_size, storage_mode, device, progress, memory_budget_bytes)
+        return predict(
+            self, inputs, batch_size, storage_mode, device, progress, memory_budget_bytes, label_name
+        )
 
     def save(self, path: str | Path) -> None:
         """Write a model directory of safetensors + JSON; see :mod:`embedcache.models.serialization`."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from flair.data import Dictionary
+from flair.data import Dictionary, get_spans_from_bio
 from hypothesis import given
 from hypothesis import strategies as st
 from seqeval.metrics.sequence_labeling import get_entities
@@ -17,6 +17,7 @@ from embedcache.models.labels import (
     bio_to_bioes,
     bioes_to_bio,
     detect_scheme,
+    flair_spans_from_tags,
     repair_bio,
     spans_from_tags,
     tags_from_spans,
@@ -83,6 +84,20 @@ def test_ill_formed_bio_is_repaired_as_conlleval_reads_it(ill_formed: list[str],
 @given(st.lists(ANY_BIO_TAG, max_size=12))
 def test_bio_spans_equal_seqeval(tags: list[str]) -> None:
     assert spans_from_tags(tags, "BIO") == seqeval_spans(tags)
+
+
+@given(
+    st.lists(
+        st.tuples(st.one_of(ANY_BIOES_TAG, st.sampled_from(["_", "", "NOUN"])), st.floats(0, 1)), max_size=12
+    )
+)
+def test_flair_span_reading_equals_flairs_own_even_when_ill_formed(tagged: list[tuple[str, float]]) -> None:
+    tags, scores = [tag for tag, _ in tagged], [score for _, score in tagged]
+    flair = [
+        Span(indices[0], indices[-1] + 1, label, score)
+        for indices, score, label in get_spans_from_bio(list(tags), list(scores))
+    ]
+    assert flair_spans_from_tags(tags, scores) == flair
 
 
 @given(st.lists(ANY_BIOES_TAG, max_size=12))

@@ -86,6 +86,59 @@ def test_plain_tags_label_flair_tokens():
     assert [t.get_label("upos").score for t in sentence] == pytest.approx(prediction.confidences)
 
 
+def test_gold_labels_of_the_tag_type_are_replaced_as_flair_replaces_them():
+    tagger = SequenceTagger(ec.CharLMEmbeddings(make_lm(True, 8)), ["NOUN", "VERB"], "upos", hidden_size=4)
+    sentence = Sentence("dogs bark loudly")
+    for token in sentence:
+        token.add_label("upos", "GOLD")
+        token.add_label("lemma", "keep")
+    [prediction] = tagger.predict(sentence)
+    assert [[label.value for label in t.get_labels("upos")] for t in sentence] == [
+        [tag] for tag in prediction.tags
+    ]
+    assert [t.get_label("lemma").value for t in sentence] == ["keep"] * 3  # other label types stay
+    tagger.predict(sentence, label_name="predicted")
+    assert [t.get_label("predicted").value for t in sentence] == prediction.tags
+    assert len(sentence.get_labels("upos")) == 3
+
+
+def test_span_labels_are_replaced_and_readable_with_get_spans():
+    torch.manual_seed(0)
+    tags = TagDictionary.for_labels(["PER"], "BIO")
+    tagger = SequenceTagger(ec.CharLMEmbeddings(make_lm(True, 8)), tags, "ner", hidden_size=4).eval()
+    torch.nn.init.zeros_(tagger.emission.weight)
+    with torch.no_grad():
+        tagger.emission.bias.copy_(torch.tensor([5.0, 0.0, 0.0]))  # everything O
+    sentence = Sentence("Anna Bob")
+    sentence[0:2].add_label("ner", "LOC")
+    tagger.predict(sentence)
+    assert sentence.get_spans("ner") == []
+
+
+def test_flair_decoding_reports_flairs_viterbi_confidence_and_span_reading():
+    torch.manual_seed(0)
+    tags = TagDictionary(["O", "B-PER", "E-PER", "I-PER"], "BIOES")
+    embedder = ec.CharLMEmbeddings(make_lm(True, 8))
+    ours = SequenceTagger(embedder, tags, "ner", hidden_size=4).eval()
+    flair_style = SequenceTagger(embedder, tags, "ner", hidden_size=4, decoding="flair").eval()
+    flair_style.load_state_dict(ours.state_dict())
+    with torch.no_grad():  # B-PER E-PER I-PER: conlleval reads two spans, Flair one
+        for tagger in (ours, flair_style):
+            tagger.crf.transitions.fill_(-5.0)
+            tagger.crf.transitions[1, 2] = tagger.crf.transitions[2, 3] = 5.0
+            tagger.crf.start_transitions.copy_(torch.tensor([-5.0, 5.0, -5.0, -5.0]))
+    [a] = ours.predict([["Anna", "Bob", "Carl"]])
+    [b] = flair_style.predict([["Anna", "Bob", "Carl"]])
+    assert a.tags == b.tags == ["B-PER", "E-PER", "I-PER"]
+    assert [(s.start, s.end) for s in a.spans] == [(0, 2), (2, 3)]
+    assert [(s.start, s.end) for s in b.spans] == [(0, 3)]
+    padded, lengths = flair_style.embed([["Anna", "Bob", "Carl"]])
+    scores = flair_style.emissions(padded, lengths)
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    assert b.confidences == pytest.approx(flair_style.crf.viterbi_confidences(scores, mask)[0].tolist())
+    assert a.confidences != pytest.approx(b.confidences)
+
+
 def test_empty_inputs_give_empty_predictions(tagger):
     assert tagger.predict([]) == []
     [empty] = tagger.predict("   ")
