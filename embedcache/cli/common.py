@@ -10,14 +10,13 @@ from pathlib import Path
 
 import torch
 
+from embedcache.models.catalog import DEFAULT_MODEL, resolve_model_path
 from embedcache.models.serialization import ModelFormatError
 from embedcache.models.tagger import SequenceTagger
 
 EXIT_OK = 0
 EXIT_INTERNAL_ERROR = 1
 EXIT_BAD_INPUT = 2
-DEFAULT_MODEL = "en-upos"
-BUNDLED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models" / "bundled"
 
 
 class BadInput(Exception):
@@ -60,43 +59,17 @@ def checked_output(output: Path) -> Path:
     return output
 
 
-def bundled_model_names() -> list[str]:
-    """Names of the models shipped in the package (``embedcache/models/bundled/<name>/config.json``)."""
-    if not BUNDLED_MODELS_DIR.is_dir():
-        return []
-    return sorted(p.name for p in BUNDLED_MODELS_DIR.iterdir() if (p / "config.json").is_file())
-
-
-def bundled_model_path(name: str) -> Path:
-    """The directory of the bundled model ``name``.
+def resolve_model(spec: str | None) -> Path:
+    """A model directory from ``--model``: an existing path, else a bundled name (``None``: the default).
 
     Raises:
-        BadInput: no such bundled model; the message lists the ones there are.
+        BadInput: neither a path nor a bundled model name.
     """
-    path = BUNDLED_MODELS_DIR / name
-    if name not in bundled_model_names():
-        available = ", ".join(bundled_model_names()) or "none are installed"
-        raise BadInput(
-            f"{name}: no such model directory, and not a bundled model name (bundled: {available}); "
-            "pass --model PATH to a model directory"
-        )
-    return path
-
-
-def resolve_model(spec: str | None) -> Path:
-    """A model directory from ``--model``: an existing path, else a bundled name (``None``: the default)."""
-    if spec is None:
-        if DEFAULT_MODEL not in bundled_model_names():
-            available = ", ".join(bundled_model_names()) or "none are installed"
-            raise BadInput(
-                f"no --model given and the default bundled model {DEFAULT_MODEL!r} is not installed "
-                f"(bundled: {available}); pass --model PATH to a model directory"
-            )
-        return bundled_model_path(DEFAULT_MODEL)
-    path = Path(spec)
-    if path.exists() or len(path.parts) > 1:
-        return path
-    return bundled_model_path(spec)
+    try:
+        return resolve_model_path(DEFAULT_MODEL if spec is None else spec)
+    except FileNotFoundError as error:
+        given = "no --model given and the default model is not installed: " if spec is None else ""
+        raise BadInput(f"{given}{error}; pass --model PATH to a model directory") from error
 
 
 def load_model(spec: str | None, device: torch.device) -> SequenceTagger:

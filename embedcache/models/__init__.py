@@ -1,5 +1,9 @@
-"""Sequence tagging models: the batched linear-chain CRF, tag dictionaries, tagging schemes and spans."""
+"""Sequence tagging models: the batched linear-chain CRF, tag dictionaries, tagging schemes and spans.
 
+``available()`` lists the bundled models, which ``SequenceTagger.load(name)`` loads by name.
+"""
+
+from embedcache.models.catalog import available
 from embedcache.models.crf import CRF
 from embedcache.models.labels import (
     Scheme,
@@ -24,6 +28,7 @@ __all__ = [
     "SpanScheme",
     "TagDictionary",
     "UnknownTagError",
+    "available",
     "bio_to_bioes",
     "bioes_to_bio",
     "convert_scheme",

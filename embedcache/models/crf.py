@@ -212,10 +212,12 @@ def _viterbi_forward(
     score = potentials.start + emissions[:, 0]  # (B, K)
     scores, backpointers = [score], []
     for t in range(1, steps):
-        candidates = score.unsqueeze(2) + potentials.transitions  # (B, K_prev, K_next)
+        # Summed in Flair's order, (emission + transition) + score, so that a converted Flair tagger's
+        # scores round as Flair's do: (B, 1, K_next) + (K_prev, K_next) + (B, K_prev, 1)
+        candidates = (emissions[:, t].unsqueeze(1) + potentials.transitions) + score.unsqueeze(2)
         best, best_previous = candidates.max(dim=1)  # (B, K) each
         step_mask = mask[:, t].unsqueeze(1)  # (B, 1)
-        score = torch.where(step_mask, best + emissions[:, t], score)
+        score = torch.where(step_mask, best, score)
         backpointers.append(torch.where(step_mask, best_previous, stay))
         scores.append(score)
     return scores, backpointers

@@ -222,7 +222,8 @@ class TagDictionary:
             raise ValueError(f"scheme must be 'BIO', 'BIOES' or 'plain', got {self.scheme!r}")
         if self.scheme != "plain":
             for tag in self._tags:
-                split_tag(tag)  # raises, naming the tag that does not fit a span scheme
+                if tag not in FLAIR_SPECIAL_TAGS:  # converted Flair taggers keep them: their CRF scores them
+                    split_tag(tag)  # raises, naming the tag that does not fit a span scheme
 
     @property
     def tags(self) -> list[str]:

@@ -41,6 +41,7 @@ from embedcache.embeddings.language_model import (
     weights_file_shapes,
 )
 from embedcache.embeddings.words import WordEmbeddings
+from embedcache.models.catalog import resolve_model_path
 from embedcache.models.labels import TagDictionary
 from embedcache.models.tagger import SequenceTagger, TaggerConfig
 from embedcache.temporaries import remove_leftovers, temporary_prefix
@@ -148,13 +149,13 @@ def _package_version() -> str:
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
-    """The checked ``config.json`` of a model directory.
+    """The checked ``config.json`` of a model directory, or of the bundled model of that name.
 
     Raises:
-        FileNotFoundError: no model there.
+        FileNotFoundError: no model there and no bundled model of that name.
         ModelFormatError: not an embedcache model, invalid JSON, or an unsupported format version.
     """
-    directory = Path(path)
+    directory = resolve_model_path(path)
     config_path = directory / "config.json"
     if not directory.is_dir():
         if directory.is_file():
@@ -268,13 +269,13 @@ def _tagger_weight_shapes(
 
 
 def load_tagger(path: str | Path, device: str | torch.device | None = None) -> SequenceTagger:
-    """Load a tagger saved by :func:`save_tagger`; weights are read with safetensors only.
+    """Load a tagger saved by :func:`save_tagger` (or a bundled model by name); never unpickles.
 
     Raises:
-        FileNotFoundError: no such directory.
+        FileNotFoundError: no such directory and no bundled model of that name.
         ModelFormatError: anything wrong with the files, named in the message.
     """
-    directory = Path(path)
+    directory = resolve_model_path(path)
     config = read_config(directory)
     config_path, weights_path = directory / "config.json", directory / "tagger.safetensors"
     tagger_config = _checked_tagger_config(config, config_path)

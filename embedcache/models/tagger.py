@@ -211,10 +211,28 @@ class SequenceTagger(torch.nn.Module):
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None) -> SequenceTagger:
-        """Load a model directory written by :meth:`save` (never unpickles)."""
+        """Load a model directory written by :meth:`save`, or a bundled model by name (never unpickles).
+
+        Example:
+            >>> tagger = SequenceTagger.load("en-upos")  # doctest: +SKIP
+        """
         from embedcache.models.serialization import load_tagger
 
         return load_tagger(path, device=device)
+
+    @classmethod
+    def from_flair(cls, flair_tagger: object) -> SequenceTagger:
+        """The embedcache tagger of a trained ``flair.models.SequenceTagger``; it predicts what Flair does.
+
+        See :mod:`embedcache.models.flair_conversion` (and ``embedcache convert`` for ``.pt`` files).
+
+        Example:
+            >>> flair_tagger = flair.models.SequenceTagger.load("ner.pt")  # doctest: +SKIP
+            >>> tagger = SequenceTagger.from_flair(flair_tagger)  # doctest: +SKIP
+        """
+        from embedcache.models.flair_conversion import tagger_from_flair
+
+        return tagger_from_flair(flair_tagger)  # type: ignore[arg-type]
 
 
 def _mask(lengths: torch.Tensor, width: int, device: torch.device) -> torch.Tensor:
