@@ -1,4 +1,4 @@
-"""The ``embedcache`` command line: ``predict``, ``train``, ``evaluate``, ``profile``, ``info``.
+"""The ``embedcache`` command line: ``predict``, ``train``, ``evaluate``, ``profile``, ``info``, ``convert``.
 
 Each command is a thin shell over the library, in its own module: ``SUMMARY``, ``DESCRIPTION`` and
 ``EPILOG`` (examples) for its help, ``add_arguments(parser)``, and ``run(args) -> exit code``.
@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from embedcache import __version__
-from embedcache.cli import evaluate, info, predict, profile, train
+from embedcache.cli import convert, evaluate, info, predict, profile, train
 from embedcache.cli.common import EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, BadInput, one_line, positive_int
 from embedcache.data.conll import DataFormatError
 from embedcache.models.serialization import ModelFormatError
@@ -37,11 +37,12 @@ examples:
   embedcache evaluate out/wnut17-ner/best-model $EMBEDCACHE_DATA/wnut17/test.conll
   embedcache profile --data wnut17 --sentences 500 --hidden 256
   embedcache info out/wnut17-ner/best-model
+  embedcache convert flair-ner/final-model.pt out/ner-from-flair
 
 Run 'embedcache COMMAND --help' for the options and examples of a command.
 exit codes: 0 success, 1 internal error (rerun with --debug), 2 bad input (one line on stderr).
 """
-_COMMANDS = (predict, train, evaluate, profile, info)
+_COMMANDS = (predict, train, evaluate, profile, info, convert)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -33,14 +33,10 @@ from embedcache.models.flair_conversion import (
     load_flair_tagger,
 )
 from tests.conftest import make_lm
+from tests.models.flair_taggers import Exploit, small_flair_tagger_file, write_columns
 
 HELD_OUT = 500
 TRAIN = 150
-
-
-def write_columns(path: Path, sentences: list[TaggedSentence]) -> None:
-    blocks = ["\n".join(f"{t}\t{g}" for t, g in zip(s.tokens, s.tags, strict=True)) for s in sentences]
-    path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
 
 
 def corpus_files(data_dir: Path, task: str, folder: Path) -> list[TaggedSentence]:
@@ -170,31 +166,12 @@ def test_model_card_records_source_checksum_and_date(tmp_path, data_dir, monkeyp
     assert card["flair_version"] == flair.__version__ and card["converted_at"][:2] == "20"
 
 
-def small_flair_tagger_file(tmp_path: Path, data_dir: Path, embeddings=None) -> Path:
-    """A Flair tagger saved by Flair, untrained (conversion does not depend on training)."""
-    sentences = list(read_column_file(data_dir / "wnut17" / "dev.conll"))[:40]
-    corpus_dir = tmp_path / "small"
-    corpus_dir.mkdir()
-    for split in ("train", "dev", "test"):
-        write_columns(corpus_dir / f"{split}.txt", sentences)
-    corpus = ColumnCorpus(corpus_dir, {0: "text", 1: "ner"})
-    embeddings = embeddings or FlairEmbeddings(make_lm(True, hidden_size=8))
-    tagger = FlairSequenceTagger(embeddings, corpus.make_label_dictionary("ner"), "ner", hidden_size=4)
-    tagger.save(tmp_path / "tagger.pt")
-    return tmp_path / "tagger.pt"
-
-
 def test_a_flair_language_model_file_is_not_a_tagger(tmp_path):
     make_lm(True, hidden_size=8).save(tmp_path / "lm.pt")
     with pytest.raises(
         FlairConversionError, match=r"lm.pt: not a Flair SequenceTagger \(no Flair model class"
     ):
         load_flair_tagger(tmp_path / "lm.pt")
-
-
-class Exploit:
-    def __reduce__(self):
-        return (print, ("pwned",))
 
 
 def test_a_malicious_pickle_is_refused_without_running_it(tmp_path, capsys):
