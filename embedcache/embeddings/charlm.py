@@ -200,6 +200,16 @@ class CharLMEncoder(torch.nn.Module):
         return digest.hexdigest()
 
 
+def _flair_lowercases(model: object) -> bool:
+    """Flair lower-cases the text for some of its named LMs (the CLEF-HIPE ones); so do we."""
+    if not isinstance(model, str) or Path(model).exists():
+        return False
+    from embedcache.embeddings.flair_names import lookup_flair_lm
+
+    named = lookup_flair_lm(model)
+    return named is not None and named.is_lower
+
+
 @register_embeddings("embedcache.CharLMEmbeddings")
 class CharLMEmbeddings(TokenEmbeddings):
     """Contextual string embeddings with exact memory in every storage mode; a ``FlairEmbeddings`` drop-in.
@@ -210,7 +220,8 @@ class CharLMEmbeddings(TokenEmbeddings):
 
     Args:
         model: a ``flair.models.LanguageModel``, a Flair LM checkpoint (``.pt``, loaded with
-            ``weights_only=True``), or an LM saved by embedcache (``.safetensors`` + ``.json``).
+            ``weights_only=True``), an LM saved by embedcache (``.safetensors`` + ``.json``), or a Flair
+            model name (``"news-forward"``, ``"mix-backward"``, …), from Flair's cache folder or downloaded.
         fine_tune, chars_per_chunk, with_whitespace, tokenized_lm, is_lower: as in ``FlairEmbeddings``.
         name: the embedding name (key of ``Token.get_embedding``); derived from the model by default.
         trust_remote_pickle: allow a full unpickle of a checkpoint the safe loader refuses (runs its code).
@@ -233,6 +244,7 @@ class CharLMEmbeddings(TokenEmbeddings):
     ) -> None:
         super().__init__()
         lm, default_name = resolve_language_model(model, trust_remote_pickle=trust_remote_pickle)
+        is_lower = is_lower or _flair_lowercases(model)
         self.encoder = CharLMEncoder(
             lm,
             chars_per_chunk=chars_per_chunk,

@@ -239,7 +239,13 @@ def load_language_model(path: str | Path) -> LanguageModel:
 def resolve_language_model(
     source: LanguageModel | str | Path, *, trust_remote_pickle: bool = False
 ) -> tuple[LanguageModel, str]:
-    """An LM and a readable name for it, from an object, a Flair ``.pt`` checkpoint or safetensors files."""
+    """An LM and a readable name for it, from an object, a Flair ``.pt`` checkpoint, safetensors files, or a
+    Flair model name such as ``"news-forward"`` (see :mod:`embedcache.embeddings.flair_names`).
+
+    Raises:
+        FileNotFoundError: no such file and no such Flair name, or a named model that is neither in Flair's
+            cache nor downloadable (the message says where to put it).
+    """
     if isinstance(source, LanguageModel):
         return source, f"CharLM-{'forward' if source.is_forward_lm else 'backward'}-{source.hidden_size}"
     if not isinstance(source, (str, Path)):
@@ -247,6 +253,16 @@ def resolve_language_model(
     path = Path(source)
     if path.suffix in (".json", ".safetensors") or path.with_suffix(".safetensors").is_file():
         return load_language_model(path), str(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such language model file")
-    return load_flair_checkpoint(path, trust_remote_pickle=trust_remote_pickle), str(path)
+    if path.exists():
+        return load_flair_checkpoint(path, trust_remote_pickle=trust_remote_pickle), str(path)
+    if isinstance(source, str) and len(path.parts) == 1:
+        from embedcache.embeddings.flair_names import flair_lm_file, known_names, lookup_flair_lm
+
+        named = lookup_flair_lm(source)
+        if named is not None:
+            lm = load_flair_checkpoint(flair_lm_file(named), trust_remote_pickle=trust_remote_pickle)
+            return lm, named.name
+        raise FileNotFoundError(
+            f"{source}: no such language model file, and not a Flair model name (e.g. {known_names()})"
+        )
+    raise FileNotFoundError(f"{path}: no such language model file")
