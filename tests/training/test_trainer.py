@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from flair.embeddings import FlairEmbeddings, StackedEmbeddings
 from gensim.models import KeyedVectors
 
 import embedcache as ec
@@ -93,6 +94,40 @@ def test_cached_modes_never_run_the_lms_after_the_cache_is_built(wnut, tmp_path,
     finally:
         _Run._run_epoch = original
     assert epoch_calls == [0, 0]
+
+
+def test_a_flair_stack_in_gpu_storage_runs_its_lms_only_to_build_the_cache(wnut, tmp_path):
+    lms = [make_lm(True, 16, seed=1), make_lm(False, 16, seed=2)]
+    calls = [0]
+    for lm in lms:
+        run = lm.forward
+
+        def counted(*args, run=run, **kwargs):
+            calls[0] += 1
+            return run(*args, **kwargs)
+
+        lm.forward = counted
+    stack = StackedEmbeddings([FlairEmbeddings(lm) for lm in lms])
+    tags = TagDictionary.from_sentences([s.tags for s in wnut.train], scheme="BIOES")
+    tagger = SequenceTagger(stack, tags, "ner", hidden_size=16)
+    assert [e.lm for e in tagger.embeddings.embedders] == lms  # Flair's own LM objects, adapted
+    calls[0] = 0  # FlairEmbeddings embeds a dummy sentence when it is built
+    epoch_calls = []
+    original = _Run._run_epoch
+
+    def spy(run, *args):
+        before = calls[0]
+        original(run, *args)
+        epoch_calls.append(calls[0] - before)
+
+    _Run._run_epoch = spy
+    try:
+        Trainer(tagger, wnut).train(tmp_path, storage_mode="gpu", max_epochs=3, progress=False)
+    finally:
+        _Run._run_epoch = original
+    assert epoch_calls == [0, 0, 0] and calls[0] > 0  # the LMs ran, for the cache build only
+    reloaded = ec.SequenceTagger.load(tmp_path / "final-model")
+    assert [type(e).__name__ for e in reloaded.embeddings.embedders] == ["CharLMEmbeddings"] * 2
 
 
 def test_none_mode_runs_the_lms_every_epoch(wnut, tmp_path):
