@@ -9,10 +9,11 @@ from collections.abc import Callable
 
 from bench.harness import BenchConfig
 from bench.report import SuiteResult
-from bench.suites import cache, ddp, embed, parity, predict, retained, train
+from bench.suites import cache, convert, ddp, embed, parity, predict, retained, train
 
 SUITES: dict[str, Callable[[BenchConfig], SuiteResult]] = {
     "cache": cache.run,
+    "convert": convert.run,
     "ddp": ddp.run,
     "embed": embed.run,
     "parity": parity.run,
