@@ -55,6 +55,25 @@ class ModelFormatError(ValueError):
     """A model directory that is not one, is damaged, or comes from an unsupported format version."""
 
 
+def check_saveable(tagger: SequenceTagger) -> None:
+    """Refuse, before any work, a tagger whose embedders a model directory cannot hold.
+
+    Model files hold character LMs and word vectors; other embedders (Flair embeddings run through the
+    generic adapter, user-defined ones) can tag and train in memory but not be saved.
+
+    Raises:
+        TypeError: naming the embedder's class.
+    """
+    for embedder in tagger.embeddings.embedders:
+        if not isinstance(embedder, (CharLMEmbeddings, CharLMEncoder, WordEmbeddings)):
+            inner = getattr(embedder, "flair_embeddings", None)
+            name = type(embedder).__name__ + (f"({type(inner).__name__})" if inner is not None else "")
+            raise TypeError(
+                f"cannot save a tagger over {name}: model files hold character LMs and word vectors only "
+                "(CharLMEmbeddings/FlairEmbeddings, WordEmbeddings)"
+            )
+
+
 def _embedder_entry(embedder: object, index: int, directory: Path) -> dict[str, Any]:
     stem = f"embedding-{index}"
     if isinstance(embedder, (CharLMEmbeddings, CharLMEncoder)):
@@ -80,6 +99,7 @@ def _embedder_entry(embedder: object, index: int, directory: Path) -> dict[str, 
 
 def save_tagger(tagger: SequenceTagger, path: str | Path) -> None:
     """Write ``tagger`` to the directory ``path`` atomically (replacing an older model there)."""
+    check_saveable(tagger)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(target)

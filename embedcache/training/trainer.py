@@ -28,6 +28,7 @@ from embedcache.cache.budget import choose_placement
 from embedcache.data.corpus import Corpus
 from embedcache.data.sentence import TaggedSentence
 from embedcache.data.writers import AtomicFile
+from embedcache.models.serialization import check_saveable
 from embedcache.models.tagger import SequenceTagger
 from embedcache.settings import storage_mode
 from embedcache.training.batches import (
@@ -125,6 +126,7 @@ class Trainer:
     """
 
     def __init__(self, tagger: SequenceTagger, corpus: Corpus | FlairCorpus) -> None:
+        check_saveable(tagger)  # training saves best-model and final-model: refuse now, not after an epoch
         self.tagger = tagger
         self.corpus = (
             Corpus.from_flair(corpus, tagger.tag_type) if isinstance(corpus, FlairCorpus) else corpus

@@ -189,3 +189,17 @@ def test_cache_and_estimate_take_a_flair_stack_with_exact_bytes(data_dir):
             progress=False,
         )
         assert torch.equal(cache.batch(list(range(10)))[0], native.batch(list(range(10)))[0])
+
+
+def test_a_generic_adapter_tags_in_memory_but_training_refuses_it_before_any_work(tiny_bert, monkeypatch):
+    monkeypatch.setitem(os.environ, "HF_HUB_OFFLINE", "1")
+    from flair.embeddings import TransformerWordEmbeddings
+
+    embeddings = TransformerWordEmbeddings(str(tiny_bert), fine_tune=False, layers="-1")
+    tagger = ec.SequenceTagger(embeddings, ["NOUN", "VERB"], "upos", hidden_size=4)
+    assert len(tagger.predict([["dogs", "bark"]])[0].tags) == 2
+    corpus = ec.Corpus([ec.TaggedSentence(["dogs", "bark"], ["NOUN", "VERB"])], [], [])
+    with pytest.raises(
+        TypeError, match=r"cannot save a tagger over FlairTokenEmbedder\(TransformerWordEmbeddings\)"
+    ):
+        ec.Trainer(tagger, corpus)
