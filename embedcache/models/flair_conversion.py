@@ -153,7 +153,7 @@ def tagger_from_flair(flair_tagger: FlairSequenceTagger) -> SequenceTagger:
     )
     _copy_weights(flair_tagger, tagger, items)
     tagger.model_card = {"converted_from": _provenance(flair_tagger)}
-    return tagger.eval()
+    return tagger.to(flair_tagger.linear.weight.device).eval()  # where the Flair tagger (and its LMs) are
 
 
 def _check_network(flair_tagger: FlairSequenceTagger) -> None:
