@@ -37,6 +37,7 @@ from embedcache.cli.common import (
     resolve_device,
     show_progress,
     stdin_bytes,
+    stdin_is_terminal,
 )
 from embedcache.data.conll import DataFormatError
 from embedcache.data.readers import (
@@ -109,10 +110,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    output = checked_output(args.output) if args.output is not None else None
-    tagger = load_model(args.model, resolve_device(args.device))
     sources = args.inputs or [STDIN]
-    if STDIN in sources and sys.stdin.isatty():
+    output = checked_output(args.output, sources) if args.output is not None else None
+    tagger = load_model(args.model, resolve_device(args.device))
+    if STDIN in sources and stdin_is_terminal():
         note("reading documents from the terminal; end with Ctrl-D", args.quiet)
     failures = 0
     with _FileSink(output) if output is not None else _StdoutSink() as sink:

@@ -12,6 +12,7 @@ import pytest
 
 import embedcache.cli.predict
 import embedcache.models.predict
+from embedcache.cli import main
 from tests.cli.conftest import RunCli
 
 
@@ -140,3 +141,62 @@ def test_a_line_the_tokeniser_cannot_place_is_named_with_its_line(
     run = cli("predict", "--model", ner_model, path)
     assert (run.code, run.out) == (2, "")
     assert run.err == f"embedcache predict: error: {path}:2: cannot tokenise this line: {message}\n"
+
+
+def test_a_closed_stdin_fails_alone_and_the_other_inputs_are_tagged(ner_model, tmp_path, monkeypatch, capsys):
+    other = tmp_path / "other.txt"
+    other.write_text("Anna lives in Rome .\n", encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", None)  # what Python makes of a closed descriptor 0 (`<&-`)
+    code = main(["predict", "--model", str(ner_model), "-", str(other)])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert err == (
+        "embedcache predict: error: -: stdin is closed; "
+        "pipe the input in or pass a file name instead of '-'\n"
+    )
+    assert [line.split("\t")[0] for line in out.splitlines()] == ["Anna", "lives", "in", "Rome", ".", ""]
+
+
+@pytest.mark.parametrize("spelling", ["same path", "relative path", "symlink", "hard link"])
+def test_an_output_that_is_an_input_is_refused_before_anything_is_written(
+    cli: RunCli, ner_model, tmp_path, monkeypatch, spelling
+):
+    first, source = tmp_path / "first.txt", tmp_path / "posts.txt"
+    first.write_text("Rome .\n", encoding="utf-8")
+    source.write_text("Anna lives in Rome .\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    output = {
+        "same path": source,
+        "relative path": Path("sub/../posts.txt"),
+        "symlink": tmp_path / "link.txt",
+        "hard link": tmp_path / "hard.txt",
+    }[spelling]
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.txt").symlink_to(source)
+    os.link(source, tmp_path / "hard.txt")
+    run = cli("predict", "--model", ner_model, first, "posts.txt", "-o", output)
+    assert (run.code, run.out) == (2, "")
+    assert run.err == (
+        f"embedcache predict: error: --output {output}: is the input posts.txt, which would be replaced "
+        "by its tags; write to another file\n"
+    )
+    assert source.read_text(encoding="utf-8") == "Anna lives in Rome .\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["first.txt", "hard.txt", "link.txt", "posts.txt",
+                                                          "sub"]  # fmt: skip
+
+
+def test_evaluate_refuses_to_write_its_scores_over_the_gold_data(cli: RunCli, ner_model, tmp_path):
+    gold = tmp_path / "gold.conll"
+    gold.write_text("Anna\tS-PER\n\n", encoding="utf-8")
+    run = cli("evaluate", ner_model, gold, "-o", gold)
+    assert (run.code, run.out) == (2, "")
+    assert run.err.count("\n") == 1 and f"--output {gold}: is the input {gold}" in run.err
+    assert gold.read_text(encoding="utf-8") == "Anna\tS-PER\n\n"
+
+
+@pytest.mark.parametrize("option", ["--chunk-size", "--batch-size", "--threads"])
+def test_an_absurdly_large_count_is_a_usage_error(cli: RunCli, ner_model, option):
+    run = cli("predict", "--model", ner_model, option, "99999999999999999999")
+    assert (run.code, run.out) == (2, "")
+    assert run.err.count("\n") == 1
+    assert "expected a positive integer up to 2,147,483,647, got 99999999999999999999" in run.err
