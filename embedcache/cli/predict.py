@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -49,7 +48,13 @@ from embedcache.data.readers import (
     read_documents,
 )
 from embedcache.data.tokenize import tokenize_document
-from embedcache.data.writers import OUTPUT_FORMATS, AtomicFile, write_predictions
+from embedcache.data.writers import (
+    OUTPUT_FORMATS,
+    AtomicFile,
+    OutputWriteError,
+    spool_file,
+    write_predictions,
+)
 from embedcache.models.predict import Prediction, predict
 from embedcache.models.tagger import SequenceTagger
 
@@ -123,8 +128,10 @@ def run(args: argparse.Namespace) -> int:
                 _tag_input(tagger, source, args, sink.stream)
             except (BadInput, DataFormatError) as error:
                 failures += _failed(sink, error)
+            except OutputWriteError:
+                raise  # no later input could be written either
             except OSError as error:
-                if error.filename is None:  # not about an input file (a full disk, a closed pipe)
+                if error.filename is None:  # not about an input file (a closed pipe)
                     raise
                 failures += _failed(sink, f"{error.filename}: {error.strerror}")
             else:
@@ -210,9 +217,11 @@ class _FileSink:
         self.stream.truncate()
 
     def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
-        if kind is None and self.inputs_kept:
-            self.file.commit()
-        self.file.__exit__(kind, None, None)
+        try:
+            if kind is None and self.inputs_kept:
+                self.file.commit()
+        finally:
+            self.file.__exit__(kind, None, None)
 
 
 class _StdoutSink:
@@ -225,7 +234,7 @@ class _StdoutSink:
         return self
 
     def begin(self) -> None:
-        self.stream = tempfile.TemporaryFile("w+", encoding="utf-8", newline="\n")  # noqa: SIM115 - closed by commit/rollback
+        self.stream = spool_file()
 
     def commit(self) -> None:
         self.stream.seek(0)

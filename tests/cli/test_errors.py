@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,50 @@ def test_an_absurdly_large_count_is_a_usage_error(cli: RunCli, ner_model, option
     assert (run.code, run.out) == (2, "")
     assert run.err.count("\n") == 1
     assert "expected a positive integer up to 2,147,483,647, got 99999999999999999999" in run.err
+
+
+@pytest.mark.parametrize("target", ["--output", "stdout"])
+def test_a_full_disk_is_bad_input_naming_the_output_and_leaves_nothing_behind(
+    cli: RunCli, ner_model, tmp_path, full_disk, target
+):
+    source, output = tmp_path / "posts.txt", tmp_path / "out.conll"
+    source.write_text("Anna lives in Rome .\n" * 50, encoding="utf-8")
+    output.write_text("old\n", encoding="utf-8")
+    run = cli("predict", "--model", ner_model, source, *(["-o", output] if target == "--output" else []))
+    assert (run.code, run.out) == (2, "")
+    if target == "--output":
+        expected = f"{output}: No space left on device (nothing was written to it)"
+    else:
+        expected = f"{tempfile.gettempdir()}: No space left on device (output is spooled here first"
+    assert run.err.count("\n") == 1 and run.err.startswith(f"embedcache predict: error: {expected}")
+    assert output.read_text(encoding="utf-8") == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.conll", "posts.txt"]
+
+
+UNSHARE = shutil.which("unshare")
+FULL_TMPFS_RUN = """
+mount -t tmpfs -o size=64k tmpfs "$1" || exit 99
+printf 'old\\n' > "$1/out.conll"
+"$2" -c 'import sys; from embedcache.cli import main; sys.exit(main(sys.argv[1:]))' \\
+    predict --model "$3" "$4" -o "$1/out.conll" -q
+echo "exit $?"; ls -A "$1"; cat "$1/out.conll"
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(UNSHARE is None, reason="needs unshare (util-linux)")
+def test_a_real_full_tmpfs_keeps_the_old_output_and_leaves_no_temporary(ner_model, tmp_path):
+    source, mount_point = tmp_path / "posts.txt", tmp_path / "small-disk"
+    source.write_text("Anna lives in Rome .\n" * 5000, encoding="utf-8")  # ~150 kB of tags: over 64 kB
+    mount_point.mkdir()
+    result = subprocess.run(
+        [UNSHARE, "-rm", "sh", "-c", FULL_TMPFS_RUN, "sh", mount_point, sys.executable, ner_model, source],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300,
+    )  # fmt: skip
+    if result.stdout == "" and result.returncode in (1, 99):
+        pytest.skip(f"cannot mount a tmpfs in a user namespace here: {result.stderr.strip()}")
+    assert result.stdout == "exit 2\nout.conll\nold\n"
+    assert result.stderr == (
+        f"embedcache predict: error: {mount_point / 'out.conll'}: No space left on device "
+        "(nothing was written to it)\n"
+    )
