@@ -81,8 +81,9 @@ output formats (--format-out):
   inline   one line per input line or sentence: "[Apple]ORG is looking ..." for span tags,
            "Apple/PROPN is/AUX ..." for plain tags such as POS
 
-errors: a bad input (missing, a directory, not UTF-8, malformed) is reported in one line on stderr
-naming the file and line; the other inputs are still tagged and written, and the exit code is 2.
+errors: a bad input (missing, a directory, not UTF-8, malformed, a line over 1 MiB, lines ending in a
+carriage return alone) is reported in one line on stderr naming the file and line; the other inputs
+are still tagged and written, and the exit code is 2.
 An input's output appears whole or not at all; --output is replaced only at the end. An empty input
 gives no output and a note on stderr (exit code 0).
 """

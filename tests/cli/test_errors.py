@@ -31,6 +31,12 @@ def bad_input(folder: Path, kind: str) -> tuple[Path, str]:
         path = folder / "latin.conll"
         path.write_bytes("a\tO\n\nb\tO\ncaf\u00e9\tO\n".encode("latin-1"))
         return path, f"{path}:4: not UTF-8 (byte 4 of the line"
+    if kind == "no line break (/dev/zero)":
+        return Path("/dev/zero"), "/dev/zero:1: line longer than 1,048,576 bytes"
+    if kind == "carriage returns only":
+        path = folder / "mac.txt"
+        path.write_bytes(b"Anna lives in Rome .\rHi .\r")
+        return path, f"{path}:1: the lines end in a carriage return (\\r) alone"
     path = folder / "short.conll"
     path.write_text("Anna\tB-PER\nlives\tO\n\nin\n", encoding="utf-8")
     return path, f"{path}:4: expected at least 2 columns, found 1"
@@ -38,8 +44,9 @@ def bad_input(folder: Path, kind: str) -> tuple[Path, str]:
 
 @pytest.mark.parametrize(
     "kind",
-    ["missing file", "directory", "latin-1 bytes", "latin-1 in a CoNLL file", "wrong number of columns"],
-)
+    ["missing file", "directory", "latin-1 bytes", "latin-1 in a CoNLL file", "wrong number of columns",
+     "no line break (/dev/zero)", "carriage returns only"],
+)  # fmt: skip
 def test_a_bad_input_gives_code_2_and_one_line_naming_file_and_line(cli: RunCli, ner_model, tmp_path, kind):
     path, message = bad_input(tmp_path, kind)
     run = cli("predict", "--model", ner_model, path)
