@@ -255,3 +255,25 @@ def test_a_real_full_tmpfs_keeps_the_old_output_and_leaves_no_temporary(ner_mode
         f"embedcache predict: error: {mount_point / 'out.conll'}: No space left on device "
         "(nothing was written to it)\n"
     )
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+@pytest.mark.parametrize(
+    ("card", "problem"),
+    [(b'{"name": ', "not valid JSON (Expecting value: line 1 column 10 (char 9))"),
+     ('{"name": "caf\u00e9"}'.encode("latin-1"), "not UTF-8 (byte 14)"),
+     (b"[1, 2]", "a model card is a JSON object, not list")],
+)  # fmt: skip
+def test_a_broken_model_card_is_bad_input_saying_what_to_do(
+    cli: RunCli, ner_model, tmp_path, command, card, problem
+):
+    model, gold = tmp_path / "model", tmp_path / "gold.conll"
+    shutil.copytree(ner_model, model)
+    (model / "model_card.json").write_bytes(card)
+    gold.write_text("Anna\tS-PER\n\n", encoding="utf-8")
+    run = cli(command, *(["--model", model, gold] if command == "predict" else [model, gold]))
+    assert (run.code, run.out) == (2, "")
+    assert run.err == (
+        f"embedcache {command}: error: {model / 'model_card.json'}: {problem}; fix or delete it "
+        "(it only describes the model; the weights do not need it)\n"
+    )
