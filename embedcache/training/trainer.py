@@ -186,6 +186,10 @@ class Trainer:
         to the gradient of the sum over the *effective batch* of ``mini_batch_size × accumulate_steps ×
         ranks`` sentences; keep that product to keep a run's meaning when the number of ranks changes.
 
+        ``seed`` decides the shuffling and dropout of every epoch; the initial weights are drawn when the
+        tagger is built, so build it under ``torch.manual_seed`` for a run that repeats bit for bit (a recipe,
+        :func:`embedcache.recipes.train_tagger`, builds it from the same seed).
+
         Launched by ``torchrun`` with more than one process, each rank trains on its shard of the train split
         (``distributed_backend``: ``auto`` is ``nccl`` on CUDA, ``gloo`` on the CPU); rank 0 evaluates and
         writes the files above (other ranks log to ``training-rankR.log``). A collective that fails or waits

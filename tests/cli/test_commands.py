@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -185,3 +188,25 @@ def test_resuming_from_a_checkpoint_that_does_not_fit_gives_code_2_and_says_what
     assert run.code == 2
     assert error.startswith(f"embedcache train: error: {checkpoint}: damaged checkpoint (")
     assert error.endswith(start_over)
+
+
+def train_in_a_new_process(workdir: Path, seed: int) -> dict[str, bytes]:
+    """The weight files of the final model of a smoke run with ``seed``, trained by a fresh interpreter."""
+    out = workdir / f"seed{seed}-{len(list(workdir.iterdir()))}"
+    command = "import sys; from embedcache.cli import main; sys.exit(main(sys.argv[1:]))"
+    result = subprocess.run(
+        [sys.executable, "-c", command, "train", str(RECIPES / "lines_upos.toml"), "--smoke", "--quiet",
+         "--set", f"output_dir={out}", "--set", f"training.seed={seed}"],
+        cwd=workdir, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)},  # this checkout
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return {path.name: path.read_bytes() for path in (out / "smoke" / "final-model").glob("*.safetensors")}
+
+
+@pytest.mark.slow
+def test_the_seed_decides_every_weight_across_processes(empty_workdir):
+    first, again, other = (train_in_a_new_process(empty_workdir, seed) for seed in (0, 0, 1))
+    assert sorted(first) == ["embedding-0.safetensors", "embedding-1.safetensors", "tagger.safetensors"]
+    assert first == again  # the random LM and word stand-ins, the initial weights, dropout and shuffling
+    assert all(first[name] != other[name] for name in first)
