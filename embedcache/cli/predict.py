@@ -55,7 +55,7 @@ from embedcache.data.writers import (
     spool_file,
     write_predictions,
 )
-from embedcache.models.predict import Prediction, predict
+from embedcache.models.predict import InputOverBudgetError, Prediction, predict
 from embedcache.models.tagger import SequenceTagger
 
 EPILOG = """\
@@ -105,7 +105,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, help="write here (atomically) instead of stdout")
     add_runtime_options(parser)
     add_max_memory_option(
-        parser, "lower the batch size so that a batch's LM states and activations fit this budget"
+        parser,
+        "a cap on a batch's LM states and activations: batches are made small enough to fit, and an input "
+        "with a sentence that alone needs more is refused up front (file:line, with the arithmetic) while "
+        "the other inputs are tagged; the model and the runtime come on top",
     )
     parser.add_argument(
         "--chunk-size",
@@ -176,6 +179,8 @@ def _predict_chunk(
         predictions = predict(
             tagger, items, args.batch_size, args.storage_mode, memory_budget_bytes=args.max_memory
         )
+    except InputOverBudgetError as error:
+        raise BadInput(f"{chunk[error.position].source}: {error.detail} (--max-memory)") from error
     except ValueError:
         _raise_for_untokenisable_line(chunk)
         raise
