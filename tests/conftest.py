@@ -71,7 +71,7 @@ def tiny_lm() -> LanguageModel:
 
 
 @pytest.fixture
-def full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+def outputs_on_a_full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
     """Output files (atomic files and spools) as on a full disk: every write fails with ENOSPC.
 
     Their temporary files are created as usual, then their descriptor is pointed at ``/dev/full``.

@@ -212,7 +212,7 @@ def test_an_absurdly_large_count_is_a_usage_error(cli: RunCli, ner_model, option
 
 @pytest.mark.parametrize("target", ["--output", "stdout"])
 def test_a_full_disk_is_bad_input_naming_the_output_and_leaves_nothing_behind(
-    cli: RunCli, ner_model, tmp_path, full_disk, target
+    cli: RunCli, ner_model, tmp_path, outputs_on_a_full_disk, target
 ):
     source, output = tmp_path / "posts.txt", tmp_path / "out.conll"
     source.write_text("Anna lives in Rome .\n" * 50, encoding="utf-8")

@@ -101,7 +101,9 @@ def test_atomic_file_appears_whole_on_commit_and_not_at_all_otherwise(tmp_path):
 
 
 @pytest.mark.parametrize("size", [10, 100_000], ids=["fails at commit", "fails while writing"])
-def test_a_full_disk_leaves_the_old_file_and_no_temporary_and_names_the_target(tmp_path, full_disk, size):
+def test_a_full_disk_leaves_the_old_file_and_no_temporary_and_names_the_target(
+    tmp_path, outputs_on_a_full_disk, size
+):
     target = tmp_path / "out.txt"
     target.write_text("old", encoding="utf-8")
     with pytest.raises(OutputWriteError) as raised, AtomicFile(target) as out:
@@ -113,7 +115,7 @@ def test_a_full_disk_leaves_the_old_file_and_no_temporary_and_names_the_target(t
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
 
-def test_a_full_temporary_directory_is_named_when_spooling(full_disk):
+def test_a_full_temporary_directory_is_named_when_spooling(outputs_on_a_full_disk):
     with pytest.raises(OutputWriteError) as raised, spool_file() as spool:
         spool.write("x")
         spool.flush()
