@@ -20,6 +20,7 @@ from flair.models import LanguageModel
 import embedcache as ec
 from embedcache.embeddings.checkpoints import UnsafeCheckpointError, load_checkpoint, to_protocol_2
 from embedcache.embeddings.language_model import load_language_model, save_language_model
+from tests import peak_rss
 from tests.conftest import REPO_ROOT, make_lm
 
 
@@ -213,8 +214,8 @@ import sys, zipfile
 from pathlib import Path
 from embedcache.embeddings.checkpoints import load_checkpoint
 from tests.conftest import make_lm
+from tests.peak_rss import peak_growth, reset_peak
 
-status = lambda key: next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith(key))
 plain, bomb = Path(sys.argv[1]) / "lm.pt", Path(sys.argv[1]) / "bomb.pt"
 lm = make_lm(True, hidden_size=1024)  # 17.7 MB of tensors
 lm.save(plain)
@@ -226,19 +227,18 @@ with zipfile.ZipFile(bomb, "a", zipfile.ZIP_DEFLATED) as archive:  # + 256 MiB o
 print(sum(t.numel() * t.element_size() for t in lm.state_dict().values()))
 del lm
 for path in (plain, bomb):
-    open("/proc/self/clear_refs", "w").write("5")  # resets the peak (VmHWM) to the current resident set
-    before = status("VmRSS")
+    before = reset_peak()
     try:
         state = load_checkpoint(path)
     except Exception as error:
         state = type(error).__name__
-    print(status("VmHWM") - before, "loaded" if isinstance(state, dict) else state)
+    print(peak_growth(before), "loaded" if isinstance(state, dict) else state)
     state = None
 """
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's peak RSS reset")
+@pytest.mark.skipif(not peak_rss.SUPPORTED, reason="needs Linux's peak RSS reset")
 def test_peak_memory_of_a_loaded_or_refused_checkpoint_stays_within_its_tensors(tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", MEMORY_DRIVER, str(tmp_path)], capture_output=True, text=True, timeout=300,

@@ -35,6 +35,7 @@ from embedcache.models.predict import (
 )
 from embedcache.models.tagger import SequenceTagger
 from embedcache.training import Trainer
+from tests import peak_rss
 from tests.conftest import REPO_ROOT, make_lm
 from tests.training.test_trainer import count_lm_runs
 
@@ -303,22 +304,21 @@ import random, sys
 import torch
 from embedcache.cli.common import load_model
 from embedcache.models.predict import predict, sentence_nbytes
+from tests.peak_rss import peak_growth, reset_peak
 
 torch.set_num_threads(1)
 tagger = load_model(None, torch.device("cpu"))  # the bundled model: real LM and BiLSTM sizes
 predict(tagger, [["warm", "up", "."]])
 words = random.Random(0).choices(["the", "cat", "sat", "on", "mat", "Apple", "is", "buying"], k=3000)
 budget = sentence_nbytes(tagger, 1 + sum(len(w) + 1 for w in words), len(words))  # just enough
-status = lambda key: next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith(key))
-open("/proc/self/clear_refs", "w").write("5")  # resets the peak (VmHWM) to the current resident set
-before = status("VmRSS")
+before = reset_peak()
 predict(tagger, [words], memory_budget_bytes=budget)
-print(budget, status("VmHWM") - before)
+print(budget, peak_growth(before))
 """
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's peak RSS reset")
+@pytest.mark.skipif(not peak_rss.SUPPORTED, reason="needs Linux's peak RSS reset")
 def test_the_budget_is_a_cap_on_the_measured_peak_of_a_long_sentence() -> None:
     result = subprocess.run(
         [sys.executable, "-c", PEAK_DRIVER], capture_output=True, text=True, timeout=300,
