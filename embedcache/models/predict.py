@@ -144,7 +144,11 @@ def sentence_nbytes(tagger: SequenceTagger, n_chars: int, n_tokens: int) -> int:
 
     What grows with the batch; the model's weights and the runtime come on top.
     """
-    lm_width, token_width = transient_widths(tagger)
+    return _nbytes(transient_widths(tagger), n_chars, n_tokens)
+
+
+def _nbytes(widths: tuple[int, int], n_chars: int, n_tokens: int) -> int:
+    lm_width, token_width = widths
     return 4 * (n_chars * lm_width + n_tokens * token_width)
 
 
@@ -174,8 +178,9 @@ def budgeted_batch_size(
     """
     if type(memory_budget_bytes) is not int or memory_budget_bytes < 1:
         raise ValueError(f"memory_budget_bytes must be a positive int of bytes, got {memory_budget_bytes!r}")
+    widths = transient_widths(tagger)
     for position, sentence in enumerate(sentences):
-        _refuse_over_budget(tagger, sentence, memory_budget_bytes, position)
+        _refuse_over_budget(sentence, widths, memory_budget_bytes, position)
     max_chars = max((_lm_input_chars(s) for s in sentences), default=0)
     max_tokens = max((len(s) for s in sentences), default=0)
     per_sentence = max(sentence_nbytes(tagger, max_chars, max_tokens), 1)
@@ -188,11 +193,13 @@ def budgeted_batch_size(
     return chosen
 
 
-def _refuse_over_budget(tagger: SequenceTagger, sentence: TaggedSentence, budget: int, position: int) -> None:
+def _refuse_over_budget(
+    sentence: TaggedSentence, widths: tuple[int, int], budget: int, position: int
+) -> None:
     n_chars, n_tokens = _lm_input_chars(sentence), len(sentence)
-    needed = sentence_nbytes(tagger, n_chars, n_tokens)
+    needed = _nbytes(widths, n_chars, n_tokens)
     if needed > budget:
-        lm_width, token_width = transient_widths(tagger)
+        lm_width, token_width = widths
         raise InputOverBudgetError(
             position,
             f"a sentence of {n_tokens:,} tokens needs {needed:,} bytes to tag = 4 × ({n_chars:,} LM "
