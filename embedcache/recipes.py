@@ -25,12 +25,13 @@ belongs to :mod:`embedcache.training.language_model`.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
 import string
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -267,14 +268,19 @@ def train_tagger(recipe: TaggerRecipe, progress: bool = True) -> TrainingResult:
         )
     except ValueError as error:
         raise RecipeError(f"{recipe.source}: [data] tag_scheme = {scheme!r}: {error}") from error
-    built = [_embedder(recipe, index, entry, corpus) for index, entry in enumerate(recipe.embeddings)]
     model = {**recipe.model, **({"hidden_size": recipe.smoke.hidden_size} if recipe.smoke else {})}
     training = {**recipe.training, **({"max_epochs": recipe.smoke.max_epochs} if recipe.smoke else {})}
-    try:
-        tagger = SequenceTagger([embedder for embedder, _ in built], tags, tag_type, **model)
-        trainer = Trainer(tagger, corpus)
-    except ValueError as error:
-        raise RecipeError(f"{recipe.source}: {error}") from error
+    seed = training.get("seed", _TRAINING_DEFAULTS["seed"])
+    # The trainer seeds shuffling and dropout; the initial weights are drawn here, from the same seed.
+    with _seeded(seed):
+        built = [
+            _embedder(recipe, index, entry, corpus, seed) for index, entry in enumerate(recipe.embeddings)
+        ]
+        try:
+            tagger = SequenceTagger([embedder for embedder, _ in built], tags, tag_type, **model)
+            trainer = Trainer(tagger, corpus)
+        except ValueError as error:
+            raise RecipeError(f"{recipe.source}: {error}") from error
     stand_ins = [stand_in for _, stand_in in built]
     tagger.model_card = _model_card(recipe, corpus, tags, stand_ins, model, training)
     result = trainer.train(recipe.output_dir, progress=progress, **training)
@@ -334,8 +340,21 @@ def _embedding_file_exists(entry: dict[str, Any]) -> bool:
     return path.is_file() or (entry["type"] == "charlm" and path.with_suffix(".safetensors").is_file())
 
 
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Every draw from torch's CPU generator inside comes from ``seed``; its state is restored afterwards."""
+    with torch.random.fork_rng(devices=[]):  # models are built on the CPU (and moved later)
+        torch.random.default_generator.manual_seed(seed)
+        yield
+
+
+def _stand_in_seed(seed: int, index: int) -> int:
+    """The seed of the random stand-in for ``embeddings[index]`` in a run seeded with ``seed``."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
 def _embedder(
-    recipe: TaggerRecipe, index: int, entry: dict[str, Any], corpus: Corpus
+    recipe: TaggerRecipe, index: int, entry: dict[str, Any], corpus: Corpus, seed: int
 ) -> tuple[TokenEmbedder, bool]:
     """One embedder of the recipe, and whether it is a random stand-in for a missing file (smoke runs)."""
     path, is_lm = Path(str(entry["path"])), entry["type"] == "charlm"
@@ -352,11 +371,11 @@ def _embedder(
     )
     if is_lm:
         is_forward = entry.get("direction", "forward") == "forward"
-        lm = random_char_lm(is_forward, recipe.smoke.lm_hidden_size, seed=index)
+        lm = random_char_lm(is_forward, recipe.smoke.lm_hidden_size, seed=_stand_in_seed(seed, index))
         options.setdefault("name", f"random-{'forward' if is_forward else 'backward'}-lm")
         return CharLMEmbeddings(lm, **options), True
     vocabulary = {token.lower() for sentence in corpus.train for token in sentence.tokens}
-    vectors = random_word_vectors(vocabulary, recipe.smoke.word_dim, seed=index)
+    vectors = random_word_vectors(vocabulary, recipe.smoke.word_dim, seed=_stand_in_seed(seed, index))
     return WordEmbeddings(vectors, name=options.get("name", "random-words")), True
 
 

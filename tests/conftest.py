@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 from flair.data import Dictionary
 from flair.models import LanguageModel
+
+import embedcache.data.writers
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Test models are tiny: intra-op threads only add synchronisation, and on a shared 2-core machine they
@@ -65,3 +68,23 @@ def backward_lm() -> LanguageModel:
 def tiny_lm() -> LanguageModel:
     """Hidden size 16: for tests about behaviour, not numbers."""
     return make_lm(True, hidden_size=16, seed=3)
+
+
+@pytest.fixture
+def outputs_on_a_full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Output files (atomic files and spools) as on a full disk: every write fails with ENOSPC.
+
+    Their temporary files are created as usual, then their descriptor is pointed at ``/dev/full``.
+    """
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp_on_a_full_disk(*args: object, **kwargs: object) -> tuple[int, str]:
+        descriptor, path = real_mkstemp(*args, **kwargs)  # type: ignore[call-overload]
+        full = os.open("/dev/full", os.O_RDWR)
+        os.dup2(full, descriptor)
+        os.close(full)
+        return descriptor, path
+
+    monkeypatch.setattr(embedcache.data.writers.tempfile, "mkstemp", mkstemp_on_a_full_disk)

@@ -5,7 +5,8 @@ vectors are stored: from an :class:`~embedcache.EmbeddingCache` in each placemen
 device, ``cpu``, ``disk``: a memory-mapped file, warm in the page cache after the warm-up round) and dtype,
 against Flair 0.15.1 with ``embeddings_storage_mode="cpu"``, whose ``SequenceTagger`` builds the padded tensor
 from every token's stored embedding (``_make_padded_tensor_for_batch``). Every case gets the same shuffled
-batches of 32 sentences; the vectors come from the trained forward char LM in ``out/charlm``.
+batches of 32 sentences; the vectors come from the trained forward char LM in ``out/charlm``. Issue #16 adds
+what verifying a persisted store's block checksums costs (once per store opened).
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from flair.training_utils import store_embeddings
 from bench.harness import REPO_ROOT, BenchConfig, Case, time_cases
 from bench.inputs import BATCH_SIZE
 from bench.report import SuiteResult
-from bench.suites.cache_results import PLACEMENTS, CacheRun, case_name, suite_result
+from bench.suites.cache_results import PLACEMENTS, CacheRun, case_name, suite_result, verify_case_name
 from embedcache import CharLMEmbeddings, EmbeddingCache
 from embedcache.accounting import retained_nbytes, token_embeddings
+from embedcache.cache.integrity import BlockVerifier
+from embedcache.cache.persist import open_cache
 from embedcache.data.datasets import WNUT17
 from embedcache.training.batches import shuffled_batches
 
@@ -79,6 +82,31 @@ def check_same_batch(
         raise RuntimeError("cache suite: the float32 cpu store's batch differs from Flair's; not timing it")
 
 
+class FreshVerifier:
+    """Verifying every block checksum of one persisted store, from a fresh open each round (``prepare``):
+    what opening a ``cpu`` or ``gpu`` store adds, and what a ``disk`` store's first epoch spreads over its
+    batches."""
+
+    def __init__(self, cache: EmbeddingCache) -> None:
+        self.directory = cache.directory
+        self.verifier: BlockVerifier | None = None
+
+    def prepare(self, _: int) -> None:
+        self.verifier = open_cache(self.directory).verifier
+
+    def run(self, _: int) -> None:
+        self.verifier.verify_all()  # type: ignore[union-attr]
+
+
+def verification_cases(caches: dict[str, EmbeddingCache]) -> list[Case]:
+    """One case per dtype, on the store persisted for it (the placements share one directory)."""
+    cases = []
+    for dtype in DTYPES:
+        fresh = FreshVerifier(caches[case_name("disk", dtype)])
+        cases.append(Case(verify_case_name(dtype), fresh.run, fresh.prepare))
+    return cases
+
+
 def run(config: BenchConfig) -> SuiteResult:
     train = WNUT17(config.data_dir / "wnut17").train[: QUICK_SENTENCES if config.quick else None]
     batches = shuffled_batches(len(train), BATCH_SIZE, torch.Generator().manual_seed(SHUFFLE_SEED))
@@ -106,6 +134,11 @@ def run(config: BenchConfig) -> SuiteResult:
         timings = time_cases(
             cases, batches, warmup=config.warmup, repeats=config.repeats, device=config.device
         )
+        whole_store = [0]  # one item: each case verifies its whole store
+        timings |= time_cases(
+            verification_cases(caches), whole_store, warmup=config.warmup, repeats=config.repeats,
+            device=config.device,
+        )  # fmt: skip
         flair_nbytes = retained_nbytes(token_embeddings(flair_sentences))
         cache_nbytes = {name: cache.nbytes for name, cache in caches.items()}
         del caches  # closes the memory maps before the directory goes

@@ -167,7 +167,10 @@ class EmbeddingCache:
             return cls(store, fingerprint)
         header = CacheHeader(fingerprint, corpus.n_sentences, corpus.n_tokens, dim, dtype_name(dtype))
         table = np.stack([row_starts, corpus.lengths], axis=1)  # (n_sentences, 2)
-        files, built = load_or_build(Path(path).expanduser(), header, table, fill, rebuild)
+        # A store copied into memory is read whole at once: verify it whole too (see cache.integrity).
+        files, built = load_or_build(
+            Path(path).expanduser(), header, table, fill, rebuild, verify_now=placement != "disk"
+        )
         return cls._from_files(files, placement, device, reused=not built)
 
     @classmethod
@@ -177,16 +180,17 @@ class EmbeddingCache:
         """Open a built cache directory (``<root>/<fingerprint>``) without its embedders.
 
         Raises:
-            CorruptCacheError: the directory is missing files or fails validation.
+            CorruptCacheError: the directory is missing files or fails validation (for a ``disk``
+                placement, a block that fails its checksum raises it at the first batch that reads it).
         """
-        directory = Path(directory).expanduser()
+        directory, placement = Path(directory).expanduser(), validate_placement(placement)
         try:
-            files = open_cache_directory(directory)
+            files = open_cache_directory(directory, verify_now=placement != "disk")
         except CorruptCacheError as error:
             raise CorruptCacheError(
                 f"{error}. Rebuild it: EmbeddingCache.build(sentences, embeddings, path={directory.parent})"
             ) from error
-        return cls._from_files(files, validate_placement(placement), torch.device(device), reused=True)
+        return cls._from_files(files, placement, torch.device(device), reused=True)
 
     @classmethod
     def _from_files(
@@ -194,7 +198,8 @@ class EmbeddingCache:
     ) -> EmbeddingCache:
         table = torch.from_numpy(files.table)  # (n_sentences, 2)
         vectors = _load(files, placement, device)
-        store = TokenStore(vectors, table[:, 0].clone(), table[:, 1].clone(), placement, device)
+        verify_rows = files.verifier.verify_rows if files.verifier is not None else None
+        store = TokenStore(vectors, table[:, 0].clone(), table[:, 1].clone(), placement, device, verify_rows)
         return cls(store, files.header.fingerprint, files.directory, reused)
 
     @property

@@ -3,7 +3,8 @@
 Layout under the cache root (the ``path`` given to ``EmbeddingCache.build``)::
 
     <root>/<fingerprint>/header.json    format, version, fingerprint, n_sentences, n_tokens, dim, dtype,
-                                        sha256 of the sentence table
+                                        sha256 of the sentence table, rows per block and the CRC-32 of
+                                        each block of vectors.bin (see integrity.py)
     <root>/<fingerprint>/vectors.bin    raw (n_tokens + 1, D) array, last row zero (see placement.py)
     <root>/<fingerprint>/sentences.npy  (n_sentences, 2) int64: first row and length of each sentence
     <root>/.<fingerprint>.lock          flock'd while a process checks or builds that cache (kept)
@@ -24,9 +25,11 @@ Safety: a cache is built in a temporary directory, flushed (``fsync``), and publ
 an exclusive ``fcntl.flock`` on its lock file, so a second process waits, then finds and reuses the first
 one's cache. A published cache is read without the lock (publication is atomic), so a read-only cache
 directory can be shared. On every open the header, the file sizes, the sentence table (checksum, bounds) and
-the zero padding row are checked; a failing cache is discarded with a warning and rebuilt. The vector data
-itself carries no checksum: hashing gigabytes at every open would defeat the memory map. ``flock`` makes
-this module POSIX-only, and on network filesystems it is only as reliable as their lock support.
+the zero padding row are checked, and a store read into memory (``verify_now``) is checked against its block
+checksums; a failing cache is discarded with a warning and rebuilt. A mapped (``disk``) store is not hashed
+at open, which would defeat the memory map: each block is verified the first time a batch reads it, and a
+damaged one raises :class:`CorruptCacheError` naming the file and rows. ``flock`` makes this module
+POSIX-only, and on network filesystems it is only as reliable as their lock support.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ import numpy as np
 import torch
 
 from embedcache.cache.corpus import CorpusTokens
+from embedcache.cache.integrity import BlockVerifier, CorruptCacheError, block_checksums, rows_per_block
 from embedcache.cache.placement import (
     create_mapped_file,
     dtype_name,
@@ -60,15 +64,11 @@ from embedcache.cache.placement import (
 logger = logging.getLogger(__name__)
 
 FORMAT_NAME = "embedcache.EmbeddingCache"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: block checksums of vectors.bin in the header
 HEADER_FILE = "header.json"
 VECTORS_FILE = "vectors.bin"
 SENTENCES_FILE = "sentences.npy"
 _IDENTITY_FIELDS = ("fingerprint", "n_sentences", "n_tokens", "dim", "dtype")
-
-
-class CorruptCacheError(ValueError):
-    """A cache directory fails validation; the message names the file and what is wrong."""
 
 
 class CacheMissError(LookupError):
@@ -105,6 +105,8 @@ class CacheHeader:
     dim: int
     dtype: str
     sentences_sha256: str = ""
+    block_rows: int = 0
+    block_crc32: tuple[int, ...] = ()
     format: str = FORMAT_NAME
     version: int = FORMAT_VERSION
 
@@ -133,23 +135,42 @@ class CacheHeader:
                 raise ValueError(
                     f"format {header.format!r} v{header.version}, expected {FORMAT_NAME!r} v{FORMAT_VERSION}"
                 )
-            for name in ("n_sentences", "n_tokens", "dim", "version"):
+            for name in ("n_sentences", "n_tokens", "dim", "version", "block_rows"):
                 if type(getattr(header, name)) is not int or getattr(header, name) < 0:
                     raise ValueError(f"{name} must be a non-negative int, got {getattr(header, name)!r}")
             header.torch_dtype  # noqa: B018 - validates the dtype name
+            header = dataclasses.replace(header, block_crc32=_checked_checksums(header))
         except (OSError, ValueError, TypeError) as error:
             raise CorruptCacheError(f"{path}: unreadable cache header ({error})") from error
         return header
 
 
+def _checked_checksums(header: CacheHeader) -> tuple[int, ...]:
+    """The header's block checksums, one 32-bit int per block of ``block_rows`` rows."""
+    checksums = header.block_crc32
+    if header.block_rows < 1:
+        raise ValueError(f"block_rows must be at least 1, got {header.block_rows}")
+    blocks = -(-(header.n_tokens + 1) // header.block_rows)
+    if not isinstance(checksums, (list, tuple)) or len(checksums) != blocks:
+        raise ValueError(f"expected {blocks} block checksums of {header.block_rows} rows each")
+    if not all(type(value) is int and 0 <= value < 2**32 for value in checksums):
+        raise ValueError("block checksums must be 32-bit unsigned ints")
+    return tuple(checksums)
+
+
 @dataclass(frozen=True)
 class CachedFiles:
-    """A validated cache directory: its header, sentence table and read-only mapped vectors."""
+    """A validated cache directory: its header, sentence table and read-only mapped vectors.
+
+    ``verifier`` checks blocks of ``vectors`` as they are first read; ``None`` when every block is known
+    good (verified at open, or just written).
+    """
 
     directory: Path
     header: CacheHeader
     table: np.ndarray  # (n_sentences, 2) int64 [first row, length]
     vectors: torch.Tensor  # (n_tokens + 1, D), mapped MAP_PRIVATE
+    verifier: BlockVerifier | None
 
 
 def _check_table(path: Path, table: np.ndarray, header: CacheHeader) -> None:
@@ -182,12 +203,14 @@ def _check_vectors_file(path: Path, header: CacheHeader) -> None:
             raise CorruptCacheError(f"{path}: the padding row (last row) is not zero")
 
 
-def open_cache(directory: Path, expected: CacheHeader | None = None) -> CachedFiles:
+def open_cache(directory: Path, expected: CacheHeader | None = None, verify_now: bool = False) -> CachedFiles:
     """Validate a cache directory and map its vectors read-only.
 
     Args:
         directory: a ``<root>/<fingerprint>`` directory.
         expected: when given, its fingerprint, counts, dim and dtype must match the header's.
+        verify_now: check every block against its checksum now (the caller reads the whole store anyway),
+            instead of each block the first time it is read.
 
     Raises:
         CorruptCacheError: a file is missing, unreadable, of the wrong size or inconsistent.
@@ -206,11 +229,14 @@ def open_cache(directory: Path, expected: CacheHeader | None = None) -> CachedFi
         table = np.load(table_path, allow_pickle=False)
         _check_table(table_path, table, header)
         vectors = open_mapped_file(vectors_path, header.shape, header.torch_dtype)
+        verifier = BlockVerifier(vectors_path, vectors, header.block_rows, header.block_crc32)
+        if verify_now:
+            verifier.verify_all()
     except (OSError, ValueError, EOFError, RuntimeError) as error:
         if isinstance(error, CorruptCacheError):
             raise
         raise CorruptCacheError(f"{directory}: cannot read the cache files ({error})") from error
-    return CachedFiles(directory, header, table, vectors)
+    return CachedFiles(directory, header, table, vectors, None if verify_now else verifier)
 
 
 @contextlib.contextmanager
@@ -256,6 +282,10 @@ def _write_and_publish(
     try:
         vectors = create_mapped_file(temporary / VECTORS_FILE, header.shape, header.torch_dtype)
         fill(vectors)
+        block_rows = rows_per_block(header.dim * header.torch_dtype.itemsize)
+        header = dataclasses.replace(
+            header, block_rows=block_rows, block_crc32=tuple(block_checksums(vectors, block_rows))
+        )
         del vectors  # unmap: every row is now in the page cache
         np.save(temporary / SENTENCES_FILE, table)
         (temporary / HEADER_FILE).write_text(header.to_json(), encoding="utf-8")
@@ -297,6 +327,7 @@ def load_or_build(
     table: np.ndarray,
     fill: Callable[[torch.Tensor], None],
     rebuild: bool = True,
+    verify_now: bool = False,
 ) -> tuple[CachedFiles, bool]:
     """Open the cache of ``expected.fingerprint`` under ``root``, building it first if needed.
 
@@ -306,6 +337,8 @@ def load_or_build(
         table: ``(n_sentences, 2)`` sentence table for a new build.
         fill: writes all rows (padding row included) into the mapped ``(n_tokens + 1, D)`` file.
         rebuild: build when no valid cache exists; if False, raise :class:`CacheMissError` instead.
+        verify_now: verify an existing cache's block checksums at open (see :func:`open_cache`); a cache
+            this call builds is not verified again.
 
     Returns:
         The opened cache, and whether this call built it.
@@ -313,7 +346,7 @@ def load_or_build(
     published = root / expected.fingerprint
     with contextlib.suppress(CorruptCacheError):
         if published.is_dir():
-            return open_cache(published, expected), False  # atomic publish: no lock needed to read
+            return open_cache(published, expected, verify_now), False  # atomic publish: no lock to read
     if not rebuild and not root.is_dir():
         raise _cache_miss(root, expected, "the directory does not exist")
     try:
@@ -321,7 +354,7 @@ def load_or_build(
         with build_lock(root, expected.fingerprint):  # waits for a build of this cache in progress
             if published.exists():
                 try:
-                    return open_cache(published, expected), False
+                    return open_cache(published, expected, verify_now), False
                 except CorruptCacheError as error:
                     if not rebuild:
                         raise _cache_miss(root, expected, f"the one there is corrupt: {error}") from error
@@ -334,7 +367,8 @@ def load_or_build(
             _remove_leftovers(root, expected.fingerprint)
             header = dataclasses.replace(expected, sentences_sha256=table_sha256(table))
             _write_and_publish(root, header, table, fill)
-            return open_cache(published, header), True
+            fresh = open_cache(published, header)
+            return dataclasses.replace(fresh, verifier=None), True  # checksummed from these very bytes
     except CacheWriteError:
         raise
     except OSError as error:

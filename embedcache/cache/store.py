@@ -17,7 +17,7 @@ Assembly by placement, with ``B`` sentences padded to ``T`` tokens:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -46,6 +46,8 @@ class TokenStore:
         lengths: ``(n_sentences,)`` int64 CPU tokens per sentence.
         placement: where ``vectors`` lives: ``gpu`` (the compute device), ``cpu`` or ``disk`` (mapped file).
         device: the compute device batches are assembled on.
+        verify_rows: called with the store rows of every gather before they are read; a persisted ``disk``
+            store checks there the checksums of blocks read for the first time (``None``: nothing to check).
     """
 
     vectors: torch.Tensor
@@ -53,6 +55,7 @@ class TokenStore:
     lengths: torch.Tensor
     placement: Placement
     device: torch.device
+    verify_rows: Callable[[torch.Tensor], None] | None = None
 
     @property
     def n_sentences(self) -> int:
@@ -106,6 +109,8 @@ class TokenStore:
     def gather(self, rows: torch.Tensor) -> torch.Tensor:
         """``(B, T, D)`` float32 on the compute device for ``(B, T)`` store rows: one gather, one transfer."""
         flat_rows = rows.reshape(-1)  # (B * T,)
+        if self.verify_rows is not None:
+            self.verify_rows(flat_rows)
         if self._host_to_device:
             staging = pinned_staging_buffer((flat_rows.numel(), self.dim), self.dtype)  # (B * T, D)
             torch.index_select(self.vectors, 0, flat_rows, out=staging)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -42,21 +43,46 @@ def show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
+def stdin_is_terminal() -> bool:
+    """Whether a person types the input (stdin is open and a terminal)."""
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
 def stdin_bytes() -> Iterable[bytes]:
-    """stdin as bytes, so that input is decoded (and a bad byte reported) line by line."""
+    """stdin as bytes, so that input is decoded (and a bad byte reported) line by line.
+
+    Raises:
+        BadInput: stdin is closed (``<&-``): Python then has no ``sys.stdin`` at all.
+    """
+    if sys.stdin is None:
+        raise BadInput("-: stdin is closed; pipe the input in or pass a file name instead of '-'")
     buffer = getattr(sys.stdin, "buffer", None)
     if buffer is not None:
         return buffer
     return (line.encode("utf-8") for line in sys.stdin)  # a text-only stand-in for stdin (tests, IDEs)
 
 
-def checked_output(output: Path) -> Path:
-    """``--output``, checked before any work is done: a file name in a directory that exists."""
+def checked_output(output: Path, inputs: Sequence[str] = ()) -> Path:
+    """``--output``, checked before any work is done: a file name in a directory that exists, and not one
+    of the ``inputs`` (by any name: a symlink, a hard link or a relative path), which it would replace."""
     if output.is_dir():
         raise BadInput(f"--output {output}: is a directory; give a file name")
     if not output.parent.is_dir():
         raise BadInput(f"--output {output}: the directory {output.parent} does not exist")
+    for source in inputs:
+        if source != "-" and _same_file(source, output):
+            raise BadInput(
+                f"--output {output}: is the input {source}, which would be replaced by its tags; "
+                "write to another file"
+            )
     return output
+
+
+def _same_file(first: str | Path, second: str | Path) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one of them does not exist (yet): then they are not the same file
+        return False
 
 
 def resolve_model(spec: str | None) -> Path:
@@ -117,14 +143,17 @@ def add_runtime_options(parser: argparse.ArgumentParser, batch_size: int = 32) -
     )
 
 
+MAX_COUNT = 2**31 - 1  # any count (threads, sentences, documents) beyond this is a typo, not a plan
+
+
 def positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
+    """An argparse type: an integer from 1 to :data:`MAX_COUNT`."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    if not 1 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"expected a positive integer up to {MAX_COUNT:,}, got {value}")
     return value
 
 

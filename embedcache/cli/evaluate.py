@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    output = checked_output(args.output) if args.output is not None else None
+    output = checked_output(args.output, [args.data]) if args.output is not None else None
     tagger = load_model(args.model, resolve_device(args.device))
     sentences = _gold_sentences(args.data, args.format)
     predictions = predict(

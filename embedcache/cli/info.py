@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from embedcache.cli.common import EXIT_OK, BadInput, resolve_model
-from embedcache.models.serialization import ModelFormatError, read_config
+from embedcache.models.serialization import ModelFormatError, read_config, read_model_card
 
 EPILOG = """\
 examples:
@@ -70,10 +70,10 @@ def model_summary(directory: Path, config: dict[str, Any]) -> dict[str, Any]:
             "tags": {"scheme": config["tags"]["scheme"], "tags": list(config["tags"]["tags"])},
             "tagger": tagger,
             "embeddings": [_embedder_summary(directory, entry) for entry in config["embeddings"]],
-            "model_card": _read_json(directory / "model_card.json")
-            if (directory / "model_card.json").is_file()
-            else {},
+            "model_card": read_model_card(directory),
         }
+    except ModelFormatError:
+        raise
     except (KeyError, TypeError, ValueError, OSError) as error:
         raise ModelFormatError(f"{directory}: damaged or incomplete model: {error!r}") from error
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -37,6 +36,7 @@ from embedcache.cli.common import (
     resolve_device,
     show_progress,
     stdin_bytes,
+    stdin_is_terminal,
 )
 from embedcache.data.conll import DataFormatError
 from embedcache.data.readers import (
@@ -48,8 +48,14 @@ from embedcache.data.readers import (
     read_documents,
 )
 from embedcache.data.tokenize import tokenize_document
-from embedcache.data.writers import OUTPUT_FORMATS, AtomicFile, write_predictions
-from embedcache.models.predict import Prediction, predict
+from embedcache.data.writers import (
+    OUTPUT_FORMATS,
+    AtomicFile,
+    OutputWriteError,
+    spool_file,
+    write_predictions,
+)
+from embedcache.models.predict import InputOverBudgetError, Prediction, predict
 from embedcache.models.tagger import SequenceTagger
 
 EPILOG = """\
@@ -75,8 +81,9 @@ output formats (--format-out):
   inline   one line per input line or sentence: "[Apple]ORG is looking ..." for span tags,
            "Apple/PROPN is/AUX ..." for plain tags such as POS
 
-errors: a bad input (missing, a directory, not UTF-8, malformed) is reported in one line on stderr
-naming the file and line; the other inputs are still tagged and written, and the exit code is 2.
+errors: a bad input (missing, a directory, not UTF-8, malformed, a line over 1 MiB, lines ending in a
+carriage return alone) is reported in one line on stderr naming the file and line; the other inputs
+are still tagged and written, and the exit code is 2.
 An input's output appears whole or not at all; --output is replaced only at the end. An empty input
 gives no output and a note on stderr (exit code 0).
 """
@@ -98,7 +105,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, help="write here (atomically) instead of stdout")
     add_runtime_options(parser)
     add_max_memory_option(
-        parser, "lower the batch size so that a batch's LM states and activations fit this budget"
+        parser,
+        "a cap on a batch's LM states and activations: batches are made small enough to fit, and an input "
+        "with a sentence that alone needs more is refused up front (file:line, with the arithmetic) while "
+        "the other inputs are tagged; the model and the runtime come on top",
     )
     parser.add_argument(
         "--chunk-size",
@@ -109,10 +119,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    output = checked_output(args.output) if args.output is not None else None
-    tagger = load_model(args.model, resolve_device(args.device))
     sources = args.inputs or [STDIN]
-    if STDIN in sources and sys.stdin.isatty():
+    output = checked_output(args.output, sources) if args.output is not None else None
+    tagger = load_model(args.model, resolve_device(args.device))
+    if STDIN in sources and stdin_is_terminal():
         note("reading documents from the terminal; end with Ctrl-D", args.quiet)
     failures = 0
     with _FileSink(output) if output is not None else _StdoutSink() as sink:
@@ -122,8 +132,10 @@ def run(args: argparse.Namespace) -> int:
                 _tag_input(tagger, source, args, sink.stream)
             except (BadInput, DataFormatError) as error:
                 failures += _failed(sink, error)
+            except OutputWriteError:
+                raise  # no later input could be written either
             except OSError as error:
-                if error.filename is None:  # not about an input file (a full disk, a closed pipe)
+                if error.filename is None:  # not about an input file (a closed pipe)
                     raise
                 failures += _failed(sink, f"{error.filename}: {error.strerror}")
             else:
@@ -167,6 +179,8 @@ def _predict_chunk(
         predictions = predict(
             tagger, items, args.batch_size, args.storage_mode, memory_budget_bytes=args.max_memory
         )
+    except InputOverBudgetError as error:
+        raise BadInput(f"{chunk[error.position].source}: {error.detail} (--max-memory)") from error
     except ValueError:
         _raise_for_untokenisable_line(chunk)
         raise
@@ -209,9 +223,11 @@ class _FileSink:
         self.stream.truncate()
 
     def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
-        if kind is None and self.inputs_kept:
-            self.file.commit()
-        self.file.__exit__(kind, None, None)
+        try:
+            if kind is None and self.inputs_kept:
+                self.file.commit()
+        finally:
+            self.file.__exit__(kind, None, None)
 
 
 class _StdoutSink:
@@ -224,7 +240,7 @@ class _StdoutSink:
         return self
 
     def begin(self) -> None:
-        self.stream = tempfile.TemporaryFile("w+", encoding="utf-8", newline="\n")  # noqa: SIM115 - closed by commit/rollback
+        self.stream = spool_file()
 
     def commit(self) -> None:
         self.stream.seek(0)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import subprocess
 
+from embedcache.cache import CorruptCacheError
 from embedcache.cache.budget import OverBudgetError
 from embedcache.cli.common import EXIT_OK, BadInput, add_max_memory_option, positive_int, show_progress
 from embedcache.recipes import load_tagger_recipe, read_recipe, recipe_kind, train_tagger
+from embedcache.training.checkpoint import CheckpointError
 from embedcache.training.distributed import is_main_process, launched_by_torchrun, torchrun_command
 
 EPILOG = """\
@@ -75,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
             f"{args.recipe}: {error}; on the command line: a larger --max-memory, "
             "--set training.cache_dtype=float16 or --set training.on_over_budget=fallback"
         ) from error
+    except (CheckpointError, CorruptCacheError) as error:  # a checkpoint that does not fit, a damaged cache
+        raise BadInput(error) from error
     if not is_main_process():
         return EXIT_OK
     print(f"{recipe.name}: epochs run {result.epochs_run}, best dev score {result.best_dev_score:.4f}")

@@ -17,16 +17,24 @@ class DataFormatError(ValueError):
     """Malformed input; the message starts with ``file:line:``."""
 
 
+MAX_LINE_BYTES = 1 << 20
+"""The longest line read (1 MiB, line ending excluded): longer ones are refused, never read whole."""
+
+
 def decoded_lines(stream: Iterable[bytes], name: str) -> Iterator[tuple[int, str]]:
     """``(line number, line)`` pairs, each line decoded as UTF-8 on its own and without its line ending.
 
     Lines end at ``\\n`` only (a ``\\r`` or a Unicode line separator inside a line stays there, so line
     numbers are those of ``grep -n``); a ``\\r\\n`` ending and a byte-order mark at the start are dropped.
+    A stream with ``readline`` (a file, stdin) is read at most :data:`MAX_LINE_BYTES` + 1 bytes at a time,
+    so memory stays bounded whatever the input (``/dev/zero``, a file without line breaks).
 
     Raises:
-        DataFormatError: a line is not UTF-8; the message names ``name``, the line and the byte.
+        DataFormatError: a line is not UTF-8, is longer than :data:`MAX_LINE_BYTES`, or the input uses
+            carriage returns alone as line endings; the message names ``name`` and the line.
     """
-    for number, raw in enumerate(stream, start=1):
+    for number, raw in enumerate(_bounded_lines(stream), start=1):
+        _check_line_ending(raw, number, name)
         try:
             line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError as error:
@@ -35,6 +43,34 @@ def decoded_lines(stream: Iterable[bytes], name: str) -> Iterator[tuple[int, str
                 "convert the file first, e.g. iconv -f latin1 -t utf-8"
             ) from error
         yield number, line.removesuffix("\n").removesuffix("\r")
+
+
+def _bounded_lines(stream: Iterable[bytes]) -> Iterator[bytes]:
+    """Raw lines, none read past :data:`MAX_LINE_BYTES` + 1 bytes (iterables without ``readline`` are lists
+    or generators of lines that are in memory already)."""
+    readline = getattr(stream, "readline", None)
+    if readline is None:
+        yield from stream
+        return
+    while raw := readline(MAX_LINE_BYTES + 1):
+        yield raw
+
+
+def _check_line_ending(raw: bytes, number: int, name: str) -> None:
+    """Refuse a line that is too long, and input whose lines end in a carriage return alone (classic Mac
+    OS): it has no ``\\n`` at all, so it would otherwise be read as one line of the whole file."""
+    if raw.endswith(b"\n"):
+        return
+    if number == 1 and b"\r" in raw[:-1]:
+        raise DataFormatError(
+            f"{name}:1: the lines end in a carriage return (\\r) alone, not in \\n; convert them first, "
+            "e.g. tr '\\r' '\\n' < INPUT > CONVERTED"
+        )
+    if len(raw) > MAX_LINE_BYTES:
+        raise DataFormatError(
+            f"{name}:{number}: line longer than {MAX_LINE_BYTES:,} bytes (the most read as one line); "
+            "split it into shorter lines"
+        )
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:

@@ -1,6 +1,8 @@
 """Input to tag, read lazily in input order: raw text, pre-tokenised lines, CoNLL columns, CoNLL-U.
 
-Every reader yields :class:`Document` objects one at a time, so a multi-GB input is never held in memory.
+Every reader yields :class:`Document` objects one at a time and reads at most
+:data:`~embedcache.data.conll.MAX_LINE_BYTES` per line, so no input (a multi-GB file, ``/dev/zero``) is held
+in memory.
 Bad content raises :class:`~embedcache.data.conll.DataFormatError` with a message that starts with
 ``file:line:``; a file that cannot be opened raises the ``OSError`` of ``open``.
 

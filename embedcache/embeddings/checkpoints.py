@@ -13,18 +13,29 @@ The re-encoding is mechanical:
   string is replaced by the literal), which lets ``STACK_GLOBAL`` become ``GLOBAL module name``;
 - other memoized objects get ``BINPUT``/``BINGET`` with renumbered slots;
 - ``bytes`` become ``_codecs.encode(str, "latin1")``, protocol 2's own spelling.
+
+The zip archive around the pickle is checked before anything is inflated: every entry must be one a torch
+checkpoint has (``data.pkl``, ``data/<n>`` tensor storages, and the small ``version``, ``byteorder``,
+``.format_version``, ``.storage_alignment``, ``.data/version`` and ``.data/serialization_id`` records, all
+under one top-level folder), of a size in proportion (a metadata record of at most
+:data:`MAX_METADATA_BYTES`, no entry inflating to more than :data:`MAX_EXPANSION` times its compressed
+bytes, a pickle no larger than the tensors it describes or :data:`PICKLE_ALLOWANCE_BYTES`). The rewritten
+archive is streamed into an anonymous temporary file, entry by entry, so only the pickle and the tensors
+torch loads are ever in memory.
 """
 
 from __future__ import annotations
 
-import io
 import pickle
 import pickletools
+import re
+import shutil
 import struct
+import tempfile
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from flair.data import Dictionary
@@ -55,8 +66,22 @@ _PASS_THROUGH_OPS = {
 }  # fmt: skip
 
 
+# What a torch zip archive holds besides data.pkl and the data/<n> storages (torch 1.6 to 2.x).
+_METADATA_ENTRIES = {"version", ".data/version", "byteorder", ".format_version", ".storage_alignment",
+                     ".data/serialization_id"}  # fmt: skip
+_TENSOR_ENTRY = re.compile(r"data/[0-9]+")
+MAX_METADATA_BYTES = 1024
+"""The largest metadata record (a version number, a byte order, a 40-digit serialization id)."""
+MAX_EXPANSION = 100
+"""How much an entry over 1 MiB may inflate (torch stores entries uncompressed; zip bombs inflate ~1000x)."""
+PICKLE_ALLOWANCE_BYTES = 16 << 20
+"""A pickle may be this large whatever its tensors; beyond, no larger than all tensor storages together."""
+_SMALL_ENTRY_BYTES = 1 << 20
+_COPY_CHUNK_BYTES = 1 << 20
+
+
 class UnsafeCheckpointError(pickle.UnpicklingError):
-    """A checkpoint needs more than the safe loader allows."""
+    """A checkpoint needs more than the safe loader allows, or is not a (whole) checkpoint at all."""
 
 
 def _push_string(text: str) -> bytes:
@@ -114,6 +139,10 @@ def to_protocol_2(stream: bytes) -> bytes:
             out.append(_memo_put(next_slot))
             next_slot += 1
         elif name in ("BINGET", "LONG_BINGET"):
+            if arg not in memo:
+                raise UnsafeCheckpointError(
+                    f"the pickle reads memo slot {arg}, which it never stored (damaged)"
+                )
             target = memo[arg]
             if isinstance(target, str):
                 out.append(_push_string(target))
@@ -159,17 +188,71 @@ def _raw_op(stream: bytes, opcode: pickletools.OpcodeInfo, arg: Any) -> bytes:
     raise UnsafeCheckpointError(f"unexpected argument for pickle opcode {opcode.name}")
 
 
-def _rewrite_archive(path: Path) -> io.BytesIO:
-    """A copy of the torch zip archive at ``path`` whose ``data.pkl`` uses protocol 2."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(path) as source, zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as target:
-        for entry in source.infolist():
-            data = source.read(entry)
-            if entry.filename.endswith("/data.pkl"):
-                data = to_protocol_2(data)
-            target.writestr(entry.filename, data)
-    buffer.seek(0)
-    return buffer
+def _checked_entries(archive: zipfile.ZipFile) -> tuple[str, list[zipfile.ZipInfo]]:
+    """The archive's top-level folder and entries, if they are a torch checkpoint's in sizes that fit.
+
+    Only the central directory is read: nothing is inflated.
+
+    Raises:
+        UnsafeCheckpointError: an entry no checkpoint has, twice the same name, no ``data.pkl``, or a size
+            out of proportion.
+    """
+    entries = archive.infolist()
+    folders = {entry.filename.partition("/")[0] for entry in entries}
+    names = [entry.filename.partition("/")[2] for entry in entries]
+    if len(folders) != 1 or names.count("data.pkl") != 1:
+        raise UnsafeCheckpointError("not a torch checkpoint archive (one folder holding one data.pkl)")
+    if len(set(names)) != len(names):
+        raise UnsafeCheckpointError("an entry appears twice in the archive")
+    for entry, name in zip(entries, names, strict=True):
+        _check_entry(entry, name)
+    tensor_bytes = sum(
+        e.file_size for e, name in zip(entries, names, strict=True) if name.startswith("data/")
+    )
+    pickle_bytes = entries[names.index("data.pkl")].file_size
+    if pickle_bytes > max(PICKLE_ALLOWANCE_BYTES, tensor_bytes):
+        raise UnsafeCheckpointError(
+            f"its data.pkl of {pickle_bytes:,} bytes is out of proportion to its {tensor_bytes:,} bytes of "
+            "tensors"
+        )
+    return folders.pop(), entries
+
+
+def _check_entry(entry: zipfile.ZipInfo, name: str) -> None:
+    if name != "data.pkl" and name not in _METADATA_ENTRIES and not _TENSOR_ENTRY.fullmatch(name):
+        raise UnsafeCheckpointError(f"entry {entry.filename!r} is not part of a torch checkpoint")
+    if name in _METADATA_ENTRIES and entry.file_size > MAX_METADATA_BYTES:
+        raise UnsafeCheckpointError(
+            f"entry {entry.filename!r} declares {entry.file_size:,} bytes; such a record has a few"
+        )
+    if entry.file_size > max(_SMALL_ENTRY_BYTES, MAX_EXPANSION * entry.compress_size):
+        raise UnsafeCheckpointError(
+            f"entry {entry.filename!r} would inflate {entry.compress_size:,} bytes to {entry.file_size:,}"
+        )
+
+
+def _rewrite_archive(path: Path, copy: IO[bytes]) -> None:
+    """Write into ``copy`` the torch zip archive at ``path`` with its ``data.pkl`` in protocol 2.
+
+    Entries are checked first (:func:`_checked_entries`), then streamed one by one: only the pickle is held
+    in memory, never a whole tensor.
+    """
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(copy, "w", zipfile.ZIP_STORED) as target:
+        folder, entries = _checked_entries(source)
+        for entry in entries:
+            if entry.filename == f"{folder}/data.pkl":
+                target.writestr(entry.filename, to_protocol_2(source.read(entry)))
+                continue
+            large = entry.file_size > zipfile.ZIP64_LIMIT
+            with source.open(entry) as reader, target.open(entry.filename, "w", force_zip64=large) as writer:
+                shutil.copyfileobj(reader, writer, _COPY_CHUNK_BYTES)
+    copy.seek(0)
+
+
+def _is_zip_archive(path: Path) -> bool:
+    """Whether the file starts like a zip archive (as torch.save's do), even if it is cut short."""
+    with path.open("rb") as stream:
+        return stream.read(4) == b"PK\x03\x04"
 
 
 def load_checkpoint(path: str | Path, allowed_globals: Iterable[Any] = FLAIR_LM_ALLOWED_GLOBALS) -> Any:
@@ -177,14 +260,22 @@ def load_checkpoint(path: str | Path, allowed_globals: Iterable[Any] = FLAIR_LM_
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        UnsafeCheckpointError: the file needs a class outside ``allowed_globals`` or is not a checkpoint.
+        UnsafeCheckpointError: the file needs a class outside ``allowed_globals``, is not a checkpoint, is
+            damaged or truncated, or its archive holds entries that are not a checkpoint's or are out of
+            proportion (see the module docstring); the message names ``path``.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     try:
-        source: Path | io.BytesIO = _rewrite_archive(path) if zipfile.is_zipfile(path) else path
-        with torch.serialization.safe_globals(list(allowed_globals)):
-            return torch.load(source, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as error:
+        with tempfile.TemporaryFile() as copy:
+            source: Path | IO[bytes] = path
+            if _is_zip_archive(path):
+                _rewrite_archive(path, copy)
+                source = copy
+            with torch.serialization.safe_globals(list(allowed_globals)):
+                return torch.load(source, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
         raise UnsafeCheckpointError(f"{path}: refused by the safe loader: {error}") from error
+    except (zipfile.BadZipFile, OSError) as error:  # cut short, or offsets that point past the end
+        raise UnsafeCheckpointError(f"{path}: damaged or truncated checkpoint ({error})") from error

@@ -316,6 +316,26 @@ def load_tagger(path: str | Path, device: str | torch.device | None = None) -> S
         if isinstance(error, ModelFormatError):
             raise
         raise ModelFormatError(f"{directory}: damaged or incomplete model: {error}") from error
-    card_path = directory / "model_card.json"
-    tagger.model_card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else {}
+    tagger.model_card = read_model_card(directory)
     return tagger.to(device) if device is not None else tagger
+
+
+def read_model_card(directory: str | Path) -> dict[str, Any]:
+    """The ``model_card.json`` of a model directory, ``{}`` when it has none.
+
+    Raises:
+        ModelFormatError: the card is not UTF-8, not valid JSON or not a JSON object.
+    """
+    path = Path(directory) / "model_card.json"
+    if not path.is_file():
+        return {}
+    remedy = "fix or delete it (it only describes the model; the weights do not need it)"
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ModelFormatError(f"{path}: not UTF-8 (byte {error.start + 1}); {remedy}") from error
+    except json.JSONDecodeError as error:
+        raise ModelFormatError(f"{path}: not valid JSON ({error}); {remedy}") from error
+    if not isinstance(card, dict):
+        raise ModelFormatError(f"{path}: a model card is a JSON object, not {type(card).__name__}; {remedy}")
+    return card

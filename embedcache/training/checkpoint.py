@@ -17,6 +17,11 @@ from embedcache.temporaries import remove_leftovers, temporary_prefix
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
+_START_OVER = "delete it (or train into another output directory) to start over"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from: damaged, of another version, or of other settings."""
 
 
 def save_checkpoint(directory: Path, state: dict[str, Any]) -> Path:
@@ -43,7 +48,7 @@ def load_checkpoint(directory: Path) -> dict[str, Any] | None:
     """The last checkpoint in ``directory``, or ``None`` when there is none.
 
     Raises:
-        ValueError: the file exists but is damaged or from another checkpoint version.
+        CheckpointError: the file exists but is damaged or from another checkpoint version.
     """
     path = directory / CHECKPOINT_NAME
     if not path.is_file():
@@ -51,7 +56,40 @@ def load_checkpoint(directory: Path) -> dict[str, Any] | None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for damaged files
-        raise ValueError(f"{path}: damaged checkpoint ({error}); delete it to start over") from error
+        raise CheckpointError(f"{path}: damaged checkpoint ({error}); {_START_OVER}") from error
     if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: not an embedcache checkpoint of version {CHECKPOINT_VERSION}")
+        raise CheckpointError(
+            f"{path}: not an embedcache checkpoint of version {CHECKPOINT_VERSION}; {_START_OVER}"
+        )
     return state
+
+
+def check_same_settings(path: Path, saved: dict[str, Any] | None, current: dict[str, Any]) -> None:
+    """Refuse to resume a run whose model or optimiser is shaped differently from the checkpoint's.
+
+    Args:
+        path: the checkpoint, for the message.
+        saved: the settings stored in the checkpoint (``None`` in checkpoints written before they were).
+        current: the same settings of this run.
+
+    Raises:
+        CheckpointError: naming every setting that differs, with both values.
+    """
+    if saved is None:
+        return
+    differ = sorted(key for key in current.keys() | saved.keys() if current.get(key) != saved.get(key))
+    if differ:
+        was = ", ".join(f"{key}={saved.get(key)!r}" for key in differ)
+        now = ", ".join(f"{key}={current.get(key)!r}" for key in differ)
+        raise CheckpointError(
+            f"{path}: written with {was}, but this run has {now}; resume with the checkpoint's settings, "
+            f"or {_START_OVER}"
+        )
+
+
+def resume_failure(path: Path, error: Exception) -> CheckpointError:
+    """The state of an older checkpoint (without settings) that does not fit this run's model or optimiser."""
+    return CheckpointError(
+        f"{path}: does not fit this run's model or optimizer ({type(error).__name__}: {error}); resume "
+        f"with the settings it was written with, or {_START_OVER}"
+    )

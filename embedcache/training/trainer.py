@@ -39,7 +39,13 @@ from embedcache.training.batches import (
     optimizer_steps,
     shuffled_batches,
 )
-from embedcache.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from embedcache.training.checkpoint import (
+    CHECKPOINT_NAME,
+    check_same_settings,
+    load_checkpoint,
+    resume_failure,
+    save_checkpoint,
+)
 from embedcache.training.distributed import (
     DEFAULT_TIMEOUT_S,
     Backend,
@@ -59,6 +65,8 @@ from embedcache.training.evaluation import Scores, evaluate_tags
 log = logging.getLogger(__name__)
 
 TrainingStorage = Literal["none", "cpu", "gpu", "disk"]
+# Tagger settings that change the shapes of its weights (the others, such as dropout, may change on resume).
+_STATE_SHAPING_SETTINGS = ("hidden_size", "rnn_layers", "use_rnn", "use_crf", "reproject_embeddings")
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,11 @@ class TrainingConfig:
             )
         if self.distributed_timeout_s <= 0:
             raise ValueError(f"distributed_timeout_s must be positive, got {self.distributed_timeout_s}")
+        budget = self.memory_budget_bytes
+        if budget is not None and (type(budget) is not int or budget < 0):
+            raise ValueError(
+                f"memory_budget_bytes must be a non-negative int of bytes or unset, got {budget!r}"
+            )
 
 
 @dataclass
@@ -175,11 +188,19 @@ class Trainer:
         to the gradient of the sum over the *effective batch* of ``mini_batch_size × accumulate_steps ×
         ranks`` sentences; keep that product to keep a run's meaning when the number of ranks changes.
 
+        ``seed`` decides the shuffling and dropout of every epoch; the initial weights are drawn when the
+        tagger is built, so build it under ``torch.manual_seed`` for a run that repeats bit for bit (a recipe,
+        :func:`embedcache.recipes.train_tagger`, builds it from the same seed).
+
         Launched by ``torchrun`` with more than one process, each rank trains on its shard of the train split
         (``distributed_backend``: ``auto`` is ``nccl`` on CUDA, ``gloo`` on the CPU); rank 0 evaluates and
         writes the files above (other ranks log to ``training-rankR.log``). A collective that fails or waits
         longer than ``distributed_timeout_s`` raises
         :class:`~embedcache.training.distributed.LostRankError`.
+
+        Raises:
+            CheckpointError: ``resume=True`` and ``checkpoint.pt`` is damaged or was written with another
+                network shape, tag set or optimizer (the message lists the settings that differ).
         """
         config = TrainingConfig(
             storage_mode=storage_mode, max_epochs=max_epochs, mini_batch_size=mini_batch_size,
@@ -446,8 +467,15 @@ class _Run:
                 "best_score": self.best_score,
                 "history": self.history,
                 "world_size": self.ranks.world_size,
+                "settings": self._resume_settings(),
             },
         )
+
+    def _resume_settings(self) -> dict[str, Any]:
+        """What shapes the saved state: resuming with other values cannot load it."""
+        shape = {k: v for k, v in self.tagger.hyperparameters().items() if k in _STATE_SHAPING_SETTINGS}
+        return {**shape, "embedding_length": self.tagger.embeddings.embedding_length,
+                "tags": list(self.tagger.tags.tags), "optimizer": self.config.optimizer}  # fmt: skip
 
     def _restore(self) -> None:
         """Rank 0 reads the checkpoint and hands it to the others, so only its disk needs to hold it."""
@@ -455,9 +483,14 @@ class _Run:
         if state is None:
             log.info("no checkpoint in %s: starting from scratch", self.out)
             return
-        self.tagger.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        path = self.out / CHECKPOINT_NAME
+        check_same_settings(path, state.get("settings"), self._resume_settings())
+        try:
+            self.tagger.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as error:
+            raise resume_failure(path, error) from error
         self.best_score = state["best_score"]
         self.history = list(state["history"])
         self.start_epoch = state["epochs_done"]

@@ -16,6 +16,7 @@ import multiprocessing
 import multiprocessing.forkserver
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ import numpy as np
 import pytest
 import torch
 
-from embedcache.cache import CacheMissError, CacheWriteError, CorruptCacheError, EmbeddingCache
+from embedcache.cache import CacheMissError, CacheWriteError, CorruptCacheError, EmbeddingCache, integrity
 from embedcache.cache.corpus import normalize_sentences
 from embedcache.cache.persist import cache_fingerprint
 from embedcache.data.sentence import TaggedSentence
@@ -272,6 +273,8 @@ def remove_vectors(directory: Path) -> None:
         (edit_header(dtype="int8"), "unsupported cache dtype"),
         (truncate_table, "cannot read the cache files"),
         (swap_table, "checksum"),
+        (edit_header(block_crc32=[0, 0]), "expected 1 block checksums of"),
+        (edit_header(block_rows=0), "block_rows must be at least 1"),
     ],
 )
 def test_a_corrupt_cache_is_rebuilt_with_a_warning(
@@ -290,6 +293,88 @@ def test_a_corrupt_cache_is_rebuilt_with_a_warning(
     assert torch.equal(all_vectors(rebuilt), expected_vectors(small_corpus, encoder))
     assert build(small_corpus, encoder, tmp_path).reused
     assert leftovers(tmp_path) == []
+
+
+# --- damage that keeps the size: block checksums -------------------------------------------------------
+
+
+ROW_BYTES = 16 * 4  # D = 16, float32
+
+
+def flip_a_bit_in_row_100(directory: Path) -> None:
+    with (directory / "vectors.bin").open("r+b") as handle:
+        handle.seek(100 * ROW_BYTES + 5)
+        byte = handle.read(1)[0]
+        handle.seek(-1, os.SEEK_CUR)
+        handle.write(bytes([byte ^ 0x10]))
+
+
+def write_nan_into_row_100(directory: Path) -> None:
+    with (directory / "vectors.bin").open("r+b") as handle:
+        handle.seek(100 * ROW_BYTES)
+        handle.write(struct.pack("<f", float("nan")))
+
+
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Checksum blocks of 64 rows, so that the 696-row test store has 11 of them."""
+    monkeypatch.setattr(integrity, "BLOCK_BYTES", 64 * ROW_BYTES)
+    return 64
+
+
+@pytest.mark.parametrize("damage", [flip_a_bit_in_row_100, write_nan_into_row_100])
+def test_damage_that_keeps_the_size_is_found_when_a_store_is_read_into_memory_and_rebuilt(
+    tmp_path: Path,
+    small_corpus: list[TaggedSentence],
+    encoder: CharLMEncoder,
+    caplog: pytest.LogCaptureFixture,
+    small_blocks: int,
+    damage: Callable[[Path], None],
+) -> None:
+    directory = build(small_corpus, encoder, tmp_path).directory
+    damage(directory)
+    with caplog.at_level(logging.WARNING, logger="embedcache.cache.persist"):
+        rebuilt = build(small_corpus, encoder, tmp_path, placement="cpu")
+    assert not rebuilt.reused
+    assert (
+        f"{directory / 'vectors.bin'}: rows 64 to 127 differ from the checksum written with the cache"
+        in caplog.text
+    )
+    assert torch.equal(all_vectors(rebuilt), expected_vectors(small_corpus, encoder))
+
+
+@pytest.mark.parametrize("damage", [flip_a_bit_in_row_100, write_nan_into_row_100])
+def test_a_mapped_store_verifies_each_block_once_at_its_first_read_and_refuses_a_damaged_one(
+    tmp_path: Path,
+    small_corpus: list[TaggedSentence],
+    encoder: CharLMEncoder,
+    monkeypatch: pytest.MonkeyPatch,
+    small_blocks: int,
+    damage: Callable[[Path], None],
+) -> None:
+    directory = build(small_corpus, encoder, tmp_path).directory
+    hashed: list[int] = []
+    crc32 = integrity._crc32
+    monkeypatch.setattr(integrity, "_crc32", lambda rows: hashed.append(rows.shape[0]) or crc32(rows))
+    reopened = build(small_corpus, encoder, tmp_path)  # disk: opening hashes nothing
+    assert reopened.reused and hashed == []
+    starts, lengths = reopened.store.row_starts, reopened.store.lengths
+    clean = [i for i in range(len(reopened)) if starts[i] + lengths[i] <= small_blocks]  # all in block 0
+    assert clean
+    for _ in range(2):
+        for i in clean:
+            reopened.batch([i])  # one sentence: no padded cells (they would read the padding row, block 10)
+    assert hashed == [64]  # block 0, once
+    damage(directory)  # MAP_PRIVATE: the mapping sees the damage of pages not read yet
+    hit = next(i for i in range(len(reopened)) if starts[i] <= 100 < starts[i] + lengths[i])
+    with pytest.raises(CorruptCacheError) as raised:
+        reopened.batch([hit])
+    assert str(raised.value) == (
+        f"{directory / 'vectors.bin'}: rows 64 to 127 differ from the checksum written with the cache "
+        f"(damaged after it was built); delete {directory} and the next build writes it again"
+    )
+    reference = reference_vectors(small_corpus, [encoder], CHARS_PER_BATCH)
+    assert torch.equal(reopened.batch(clean)[0], pad(reference, clean))  # the intact blocks still serve
 
 
 # --- crashes and races -------------------------------------------------------------------------------------

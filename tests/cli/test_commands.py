@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,8 +69,10 @@ def test_train_dispatches_a_charlm_recipe_to_the_lm_trainer(cli: RunCli, tmp_pat
         (["--set", "training.max_epochs=three"], "[training] max_epochs = 'three' should be a int"),
         (["--set", "nonsense"], "--set nonsense: expected KEY=VALUE"),
         ([], "embeddings[0]: out/charlm/forward not found; train it first"),
+        (["--set", "training.memory_budget_bytes=-5"],
+         "[training] memory_budget_bytes must be a non-negative int of bytes or unset, got -5"),
     ],
-)
+)  # fmt: skip
 def test_a_bad_recipe_or_override_gives_code_2_and_one_line(cli: RunCli, empty_workdir, args, message):
     tmp_path = empty_workdir
     run = cli("train", RECIPES / "wnut17_ner.toml", "--set", f"output_dir={tmp_path}", *args)
@@ -150,3 +155,58 @@ def test_help_of_every_command_shows_examples_and_exits_0(cli: RunCli, command):
     run = cli(*command, "--help")
     assert run.code == 0
     assert "examples:" in run.out and run.out.startswith("usage: embedcache")
+
+
+@pytest.mark.slow
+def test_resuming_from_a_checkpoint_that_does_not_fit_gives_code_2_and_says_what_differs(
+    cli: RunCli, empty_workdir
+):
+    recipe, out = RECIPES / "lines_upos.toml", empty_workdir / "smoke"
+    first = cli("train", recipe, "--smoke", "--set", f"output_dir={empty_workdir}", "--quiet")
+    assert first.code == 0, first.err
+    checkpoint = out / "checkpoint.pt"
+    start_over = "delete it (or train into another output directory) to start over"
+    for changes, difference in [
+        (["--set", "smoke.hidden_size=24"], "written with hidden_size=16, but this run has hidden_size=24"),
+        (
+            ["--set", "training.optimizer=adamw"],
+            "written with optimizer='sgd', but this run has optimizer='adamw'",
+        ),
+    ]:
+        run = cli("train", recipe, "--smoke", "--set", f"output_dir={empty_workdir}", "--set",
+                  "training.resume=true", *changes, "--quiet")  # fmt: skip
+        [error] = [line for line in run.err.splitlines() if "error" in line]  # the others: random stand-ins
+        assert run.code == 2
+        assert (
+            error == f"embedcache train: error: {checkpoint}: {difference}; resume with the checkpoint's "
+            f"settings, or {start_over}"
+        )
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    run = cli("train", recipe, "--smoke", "--set", f"output_dir={empty_workdir}", "--set",
+              "training.resume=true", "--quiet")  # fmt: skip
+    [error] = [line for line in run.err.splitlines() if "error" in line]
+    assert run.code == 2
+    assert error.startswith(f"embedcache train: error: {checkpoint}: damaged checkpoint (")
+    assert error.endswith(start_over)
+
+
+def train_in_a_new_process(workdir: Path, seed: int) -> dict[str, bytes]:
+    """The weight files of the final model of a smoke run with ``seed``, trained by a fresh interpreter."""
+    out = workdir / f"seed{seed}-{len(list(workdir.iterdir()))}"
+    command = "import sys; from embedcache.cli import main; sys.exit(main(sys.argv[1:]))"
+    result = subprocess.run(
+        [sys.executable, "-c", command, "train", str(RECIPES / "lines_upos.toml"), "--smoke", "--quiet",
+         "--set", f"output_dir={out}", "--set", f"training.seed={seed}"],
+        cwd=workdir, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)},  # this checkout
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return {path.name: path.read_bytes() for path in (out / "smoke" / "final-model").glob("*.safetensors")}
+
+
+@pytest.mark.slow
+def test_the_seed_decides_every_weight_across_processes(empty_workdir):
+    first, again, other = (train_in_a_new_process(empty_workdir, seed) for seed in (0, 0, 1))
+    assert sorted(first) == ["embedding-0.safetensors", "embedding-1.safetensors", "tagger.safetensors"]
+    assert first == again  # the random LM and word stand-ins, the initial weights, dropout and shuffling
+    assert all(first[name] != other[name] for name in first)

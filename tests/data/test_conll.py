@@ -1,6 +1,12 @@
+import contextlib
+import tracemalloc
+from collections.abc import Callable
+
 import pytest
 
 from embedcache.data import DataFormatError, TaggedSentence, read_column_file, read_conllu
+from embedcache.data.conll import MAX_LINE_BYTES, decoded_lines
+from embedcache.data.readers import read_documents
 
 
 def test_wnut17_splits_have_the_documented_sentence_counts(data_dir):
@@ -70,3 +76,49 @@ def test_conllu_line_with_wrong_field_count_names_file_and_line(tmp_path):
 def test_tags_must_match_tokens():
     with pytest.raises(ValueError, match="x:3: 2 tokens but 1 tags"):
         TaggedSentence(["a", "b"], ["O"], source="x:3")
+
+
+def peak_traced_bytes(read: Callable[[], object]) -> int:
+    tracemalloc.start()
+    try:
+        with contextlib.suppress(DataFormatError):
+            read()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("input_format", ["text", "tokens", "conll"])
+def test_a_line_over_the_limit_is_refused_with_its_number_without_reading_it_whole(tmp_path, input_format):
+    path = tmp_path / "long.txt"
+    path.write_bytes(b"a b\n" + b"x" * (8 * MAX_LINE_BYTES) + b"\nc d\n")  # line 2: 8 MiB
+    with pytest.raises(DataFormatError) as raised:
+        list(read_documents(path, input_format))
+    assert str(raised.value) == (
+        f"{path}:2: line longer than 1,048,576 bytes (the most read as one line); split it into shorter lines"
+    )
+    assert peak_traced_bytes(lambda: list(read_documents(path, input_format))) < 3 * MAX_LINE_BYTES
+
+
+def test_a_line_of_exactly_the_limit_is_read(tmp_path):
+    path = tmp_path / "limit.txt"
+    path.write_bytes(b"y" * MAX_LINE_BYTES + b"\n" + b"z" * MAX_LINE_BYTES)
+    assert [len(d.text) for d in read_documents(path, "text")] == [MAX_LINE_BYTES, MAX_LINE_BYTES]
+
+
+@pytest.mark.parametrize(("input_format", "content"), [("text", b"Hi there .\rBye .\r"),
+                                                       ("conll", b"Anna\tB-PER\rlives\tO\r\r")])  # fmt: skip
+def test_carriage_returns_alone_as_line_endings_are_refused_clearly(tmp_path, input_format, content):
+    path = tmp_path / "classic-mac.txt"
+    path.write_bytes(content)
+    with pytest.raises(DataFormatError) as raised:
+        list(read_documents(path, input_format))
+    assert str(raised.value) == (
+        f"{path}:1: the lines end in a carriage return (\\r) alone, not in \\n; convert them first, "
+        "e.g. tr '\\r' '\\n' < INPUT > CONVERTED"
+    )
+
+
+def test_dev_zero_is_refused_at_line_1_in_bounded_memory():
+    with open("/dev/zero", "rb") as zeros, pytest.raises(DataFormatError, match=r"^/dev/zero:1: line longer"):
+        list(decoded_lines(zeros, "/dev/zero"))

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import tempfile
 
 import pytest
 
 from embedcache.data.conll import read_column_file
-from embedcache.data.writers import AtomicFile, inline_markup, write_conll, write_jsonl, write_predictions
+from embedcache.data.writers import (
+    AtomicFile,
+    OutputWriteError,
+    inline_markup,
+    spool_file,
+    write_conll,
+    write_jsonl,
+    write_predictions,
+)
 from embedcache.models.labels import Span
 from embedcache.models.predict import Prediction
 
@@ -88,3 +98,26 @@ def test_atomic_file_appears_whole_on_commit_and_not_at_all_otherwise(tmp_path):
         out.commit()
     assert target.read_text(encoding="utf-8") == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+@pytest.mark.parametrize("size", [10, 100_000], ids=["fails at commit", "fails while writing"])
+def test_a_full_disk_leaves_the_old_file_and_no_temporary_and_names_the_target(
+    tmp_path, outputs_on_a_full_disk, size
+):
+    target = tmp_path / "out.txt"
+    target.write_text("old", encoding="utf-8")
+    with pytest.raises(OutputWriteError) as raised, AtomicFile(target) as out:
+        out.stream.write("x" * size)
+        out.commit()
+    assert (raised.value.errno, raised.value.filename) == (errno.ENOSPC, str(target))
+    assert raised.value.strerror == "No space left on device (nothing was written to it)"
+    assert target.read_text(encoding="utf-8") == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_a_full_temporary_directory_is_named_when_spooling(outputs_on_a_full_disk):
+    with pytest.raises(OutputWriteError) as raised, spool_file() as spool:
+        spool.write("x")
+        spool.flush()
+    assert (raised.value.errno, raised.value.filename) == (errno.ENOSPC, tempfile.gettempdir())
+    assert "point TMPDIR at a disk with space" in raised.value.strerror

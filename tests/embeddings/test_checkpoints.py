@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import pickletools
+import subprocess
+import sys
+import tracemalloc
+import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +20,8 @@ from flair.models import LanguageModel
 import embedcache as ec
 from embedcache.embeddings.checkpoints import UnsafeCheckpointError, load_checkpoint, to_protocol_2
 from embedcache.embeddings.language_model import load_language_model, save_language_model
-from tests.conftest import make_lm
+from tests import peak_rss
+from tests.conftest import REPO_ROOT, make_lm
 
 
 class Exploit:
@@ -130,3 +137,117 @@ def test_safetensors_config_with_a_wrong_version_is_refused(tmp_path):
     config.write_text(config.read_text().replace('"format_version": 1', '"format_version": 99'))
     with pytest.raises(ValueError, match="unsupported LM format version 99"):
         load_language_model(tmp_path / "lm")
+
+
+def with_entry(
+    source: Path, target: Path, name: str, data: bytes, compression: int = zipfile.ZIP_STORED
+) -> Path:
+    """A copy of the torch archive ``source`` with entry ``name`` (below its folder) added or replaced."""
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w") as copy:
+        folder = original.namelist()[0].partition("/")[0]
+        for entry in original.infolist():
+            if entry.filename != f"{folder}/{name}":
+                copy.writestr(entry, original.read(entry))
+        copy.writestr(f"{folder}/{name}", data, compress_type=compression)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "compression", "message"),
+    [
+        ("payload.sh", b"echo pwned", zipfile.ZIP_STORED, "entry 'best-lm/payload.sh' is not part of a"),
+        ("data/7", bytes(50 << 20), zipfile.ZIP_DEFLATED,
+         r"entry 'best-lm/data/7' would inflate 5\d,\d+ bytes to 52,428,800"),
+        ("version", b"3" * 2000, zipfile.ZIP_STORED, "entry 'best-lm/version' declares 2,000 bytes"),
+        ("data.pkl", pickle.dumps(list(range(4_000_000)), protocol=4), zipfile.ZIP_STORED,
+         r"its data.pkl of 1\d,\d+,\d+ bytes is out of proportion to its 4\d,\d+ bytes of tensors"),
+    ],
+    ids=["unknown entry", "zip bomb", "oversized record", "oversized pickle"],
+)  # fmt: skip
+def test_an_archive_that_is_no_checkpoint_is_refused_before_anything_is_inflated(
+    flair_checkpoint, tmp_path, name, data, compression, message
+):
+    _, path = flair_checkpoint
+    damaged = with_entry(path, tmp_path / "damaged.pt", name, data, compression)
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            UnsafeCheckpointError, match=rf"damaged\.pt: refused by the safe loader: {message}"
+        ):
+            load_checkpoint(damaged)
+        assert tracemalloc.get_traced_memory()[1] < 1 << 20  # the 50 MB entry was never inflated
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_pickle_reading_a_memo_slot_it_never_stored_names_the_file(flair_checkpoint, tmp_path):
+    _, path = flair_checkpoint
+    damaged = with_entry(
+        path, tmp_path / "memo.pt", "data.pkl", pickle.PROTO + b"\x04" + pickle.BINGET + b"\x07."
+    )
+    with pytest.raises(UnsafeCheckpointError, match=r"memo\.pt: .* reads memo slot 7, which it never stored"):
+        load_checkpoint(damaged)
+
+
+@pytest.mark.parametrize("kept", [0.1, 0.5, 0.99])
+def test_a_truncated_archive_names_the_file(flair_checkpoint, tmp_path, kept):
+    _, path = flair_checkpoint
+    data = path.read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(data[: int(len(data) * kept)])
+    with pytest.raises(UnsafeCheckpointError, match=r"cut\.pt: damaged or truncated checkpoint \("):
+        load_checkpoint(cut)
+
+
+def test_every_entry_torch_writes_is_accepted_for_plain_tensor_checkpoints(tmp_path):
+    state = {"model": {"w": torch.arange(6.0).view(2, 3), "b": torch.zeros(2, dtype=torch.int64)}, "epoch": 3}
+    torch.save(state, tmp_path / "state.pt", pickle_protocol=4)
+    names = {name.partition("/")[2] for name in zipfile.ZipFile(tmp_path / "state.pt").namelist()}
+    assert names == {"data.pkl", "data/0", "data/1", "version", "byteorder", ".format_version",
+                     ".storage_alignment", ".data/serialization_id"}  # fmt: skip
+    loaded = load_checkpoint(tmp_path / "state.pt", allowed_globals=[])
+    assert loaded["epoch"] == 3 and torch.equal(loaded["model"]["w"], state["model"]["w"])
+
+
+MEMORY_DRIVER = """
+import sys, zipfile
+from pathlib import Path
+from embedcache.embeddings.checkpoints import load_checkpoint
+from tests.conftest import make_lm
+from tests.peak_rss import peak_growth, reset_peak
+
+plain, bomb = Path(sys.argv[1]) / "lm.pt", Path(sys.argv[1]) / "bomb.pt"
+lm = make_lm(True, hidden_size=1024)  # 17.7 MB of tensors
+lm.save(plain)
+bomb.write_bytes(plain.read_bytes())
+with zipfile.ZipFile(bomb, "a", zipfile.ZIP_DEFLATED) as archive:  # + 256 MiB of zeros in 0.26 MB
+    with archive.open("lm/data/99", "w", force_zip64=True) as entry:
+        for _ in range(16):
+            entry.write(bytes(1 << 24))
+print(sum(t.numel() * t.element_size() for t in lm.state_dict().values()))
+del lm
+for path in (plain, bomb):
+    before = reset_peak()
+    try:
+        state = load_checkpoint(path)
+    except Exception as error:
+        state = type(error).__name__
+    print(peak_growth(before), "loaded" if isinstance(state, dict) else state)
+    state = None
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not peak_rss.SUPPORTED, reason="needs Linux's peak RSS reset")
+def test_peak_memory_of_a_loaded_or_refused_checkpoint_stays_within_its_tensors(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", MEMORY_DRIVER, str(tmp_path)], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    tensor_bytes, plain, bomb = result.stdout.splitlines()
+    plain_growth, plain_outcome = plain.split()
+    bomb_growth, bomb_outcome = bomb.split()
+    assert (plain_outcome, bomb_outcome) == ("loaded", "UnsafeCheckpointError")
+    assert int(plain_growth) <= 1.5 * int(tensor_bytes)  # the tensors once, plus the pickle and buffers
+    assert int(bomb_growth) <= 4 << 20  # the 256 MiB entry is refused unread

@@ -198,8 +198,11 @@ line_text = hostile_text.map(lambda text: text.replace("\n", " "))
 )
 def test_token_lines_keep_every_token_with_offsets_into_the_line(workdir, lines, ending, bom, final_newline):
     assume(final_newline or not lines or lines[-1])  # an empty last line without a line ending is no line
+    data = encode(lines, ending, bom, final_newline)
+    # No \n at all but a \r inside: carriage-return line endings, refused (tests/data/test_conll.py).
+    assume(b"\n" in data or b"\r" not in data[:-1])
     path = workdir / "input.tokens"
-    path.write_bytes(encode(lines, ending, bom, final_newline))
+    path.write_bytes(data)
     documents = list(read_documents(path, "tokens"))
     expected_lines = [line.removesuffix("\r") if ending == "\n" else line for line in lines]
     if expected_lines:

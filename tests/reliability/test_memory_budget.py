@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,9 +26,16 @@ from embedcache.data.corpus import Corpus
 from embedcache.data.datasets import WNUT17
 from embedcache.data.sentence import TaggedSentence
 from embedcache.models.labels import TagDictionary
-from embedcache.models.predict import budgeted_batch_size, predict, sentence_nbytes
+from embedcache.models.predict import (
+    InputOverBudgetError,
+    budgeted_batch_size,
+    predict,
+    sentence_nbytes,
+    transient_widths,
+)
 from embedcache.models.tagger import SequenceTagger
 from embedcache.training import Trainer
+from tests import peak_rss
 from tests.conftest import REPO_ROOT, make_lm
 from tests.training.test_trainer import count_lm_runs
 
@@ -84,8 +94,9 @@ def test_bad_sizes_are_refused(text: str) -> None:
 
 
 def test_bytes_per_sentence_are_lm_states_plus_token_activations(pos_tagger: SequenceTagger) -> None:
-    # 4 bytes × (chars × (16 + 16) LM states + tokens × (D 32 + BiLSTM 2 × 8 + 4 tags))
-    assert sentence_nbytes(pos_tagger, 10, 3) == 4 * (10 * 32 + 3 * (32 + 16 + 4)) == 1904
+    # 4 bytes × (chars × 2 × 16 (one LM's states, twice) + tokens × (5 × D + 8 × BiLSTM + 4 × tags + 512))
+    assert transient_widths(pos_tagger) == (32, 752)
+    assert sentence_nbytes(pos_tagger, 10, 3) == 4 * (10 * 32 + 3 * (5 * 32 + 8 * 8 + 4 * 4 + 512)) == 10304
 
 
 def test_predict_batch_size_follows_the_budget_and_results_do_not_change(
@@ -113,12 +124,20 @@ def test_a_budget_above_the_batch_keeps_the_batch_size(pos_tagger: SequenceTagge
     assert budgeted_batch_size(pos_tagger, wnut.train, 16, 10**12) == 16
 
 
-def test_a_budget_below_one_sentence_tags_one_at_a_time_with_a_warning(
-    pos_tagger: SequenceTagger, wnut: Corpus, caplog: pytest.LogCaptureFixture
+def test_an_input_with_a_sentence_over_the_budget_is_refused_with_the_arithmetic(
+    pos_tagger: SequenceTagger, wnut: Corpus
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="embedcache.models.predict"):
-        assert budgeted_batch_size(pos_tagger, wnut.train, 16, 100) == 1
-    assert "memory budget 100 bytes is below one sentence" in caplog.text
+    short, long = ["Hi", "there"], ["word"] * 100  # 9 and 501 LM characters
+    budget = sentence_nbytes(pos_tagger, 501, 100) - 1
+    with pytest.raises(InputOverBudgetError) as raised:
+        predict(pos_tagger, [short, "Fine. And this?", long, short], memory_budget_bytes=budget)
+    assert raised.value.position == 2
+    assert str(raised.value) == (
+        "input 2: a sentence of 100 tokens needs 364,928 bytes to tag = 4 × (501 LM characters × 32 + 100 "
+        "tokens × 752), over the memory budget of 364,927 bytes; split it into shorter sentences or raise "
+        "the budget"
+    )
+    assert len(predict(pos_tagger, [short, long], memory_budget_bytes=budget + 1)) == 2
     with pytest.raises(ValueError, match="positive int of bytes"):
         budgeted_batch_size(pos_tagger, wnut.train, 16, 0)
 
@@ -236,7 +255,7 @@ def test_cli_predict_with_max_memory_gives_the_same_output(
     text = tmp_path / "in.txt"
     text.write_text("Anna went to Rome on Monday .\nThe cat sat on the mat .\nHi\n", encoding="utf-8")
     plain = run_cli(capsys, "predict", "--model", tmp_path / "model", text, "-q")
-    budgeted = run_cli(capsys, "predict", "--model", tmp_path / "model", text, "--max-memory", "1KiB", "-q")
+    budgeted = run_cli(capsys, "predict", "--model", tmp_path / "model", text, "--max-memory", "64KiB", "-q")
     assert plain[0] == budgeted[0] == 0, budgeted[2]
     assert budgeted[1] == plain[1] and plain[1].count("\t") == 15
     code, out, err = run_cli(capsys, "predict", "--model", tmp_path / "model", text, "--max-memory", "lots")
@@ -259,3 +278,53 @@ def test_cli_train_max_memory_reaches_the_trainer_and_over_budget_is_bad_input(
     assert error.endswith("or --set training.on_over_budget=fallback")
     assert "over memory_budget_bytes ('gpu': 1,000 bytes)" in err
     assert json.loads((tmp_path / "smoke" / "training.json").read_text())["memory_budget_bytes"] == 1000
+
+
+def test_cli_refuses_an_input_over_the_budget_and_tags_the_others(
+    pos_tagger: SequenceTagger, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pos_tagger.save(tmp_path / "model")
+    long, short = tmp_path / "long.txt", tmp_path / "short.txt"
+    long.write_text("fine .\n" + "word " * 2000 + "\n", encoding="utf-8")
+    short.write_text("Anna went to Rome .\n", encoding="utf-8")
+    code, out, err = run_cli(
+        capsys, "predict", "--model", tmp_path / "model", long, short, "--max-memory", "1MB"
+    )
+    assert code == 2
+    assert err == (
+        f"embedcache predict: error: {long}:2: a sentence of 2,000 tokens needs 7,296,128 bytes to tag = "
+        "4 × (10,001 LM characters × 32 + 2,000 tokens × 752), over the memory budget of 1,000,000 bytes; "
+        "split it into shorter sentences or raise the budget (--max-memory)\n"
+    )
+    assert [line.split("\t")[0] for line in out.splitlines()] == ["Anna", "went", "to", "Rome", ".", ""]
+
+
+PEAK_DRIVER = """
+import random, sys
+import torch
+from embedcache.cli.common import load_model
+from embedcache.models.predict import predict, sentence_nbytes
+from tests.peak_rss import peak_growth, reset_peak
+
+torch.set_num_threads(1)
+tagger = load_model(None, torch.device("cpu"))  # the bundled model: real LM and BiLSTM sizes
+predict(tagger, [["warm", "up", "."]])
+words = random.Random(0).choices(["the", "cat", "sat", "on", "mat", "Apple", "is", "buying"], k=3000)
+budget = sentence_nbytes(tagger, 1 + sum(len(w) + 1 for w in words), len(words))  # just enough
+before = reset_peak()
+predict(tagger, [words], memory_budget_bytes=budget)
+print(budget, peak_growth(before))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not peak_rss.SUPPORTED, reason="needs Linux's peak RSS reset")
+def test_the_budget_is_a_cap_on_the_measured_peak_of_a_long_sentence() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_DRIVER], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    budget, growth = map(int, result.stdout.split())
+    assert budget > 50_000_000  # a sentence of 3,000 tokens with the bundled model: ~90 MB
+    assert growth <= budget

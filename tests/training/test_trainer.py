@@ -16,7 +16,8 @@ from embedcache.data.datasets import WNUT17, UD_English_LinES
 from embedcache.data.sentence import TaggedSentence
 from embedcache.models.labels import TagDictionary
 from embedcache.models.tagger import SequenceTagger
-from embedcache.training import Trainer
+from embedcache.training import Trainer, TrainingConfig
+from embedcache.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from embedcache.training.trainer import _Run
 from tests.conftest import make_lm
 
@@ -227,3 +228,59 @@ def test_sentences_without_tokens_are_skipped_with_a_warning(caplog):
     corpus = Corpus(train=[TaggedSentence(["a"], ["X"]), TaggedSentence([], [])])
     assert len(Trainer(tagger, corpus).train_sentences) == 1
     assert "skipping 1 sentences with no tokens" in caplog.text
+
+
+def tiny_tagger(corpus: Corpus, hidden_size: int = 4) -> SequenceTagger:
+    tags = TagDictionary.from_sentences([s.tags for s in corpus.train + corpus.dev + corpus.test], "BIOES")
+    return SequenceTagger(ec.CharLMEmbeddings(make_lm(True, 8)), tags, "ner", hidden_size=hidden_size)
+
+
+@pytest.mark.parametrize(
+    ("change", "difference"),
+    [
+        ({"hidden_size": 6}, "written with hidden_size=4, but this run has hidden_size=6"),
+        ({"optimizer": "adamw"}, "written with optimizer='sgd', but this run has optimizer='adamw'"),
+    ],
+)
+def test_resuming_with_other_settings_names_them_before_loading_anything(wnut, tmp_path, change, difference):
+    small = wnut.subset(10, 3)
+    Trainer(tiny_tagger(small), small).train(tmp_path, storage_mode="none", max_epochs=1, progress=False)
+    tagger = tiny_tagger(small, change.get("hidden_size", 4))
+    with pytest.raises(CheckpointError) as raised:
+        Trainer(tagger, small).train(
+            tmp_path, storage_mode="none", max_epochs=2, progress=False, resume=True,
+            optimizer=change.get("optimizer", "sgd"),
+        )  # fmt: skip
+    assert str(raised.value) == (
+        f"{tmp_path / 'checkpoint.pt'}: {difference}; resume with the checkpoint's settings, or delete it "
+        "(or train into another output directory) to start over"
+    )
+
+
+def test_an_older_checkpoint_that_does_not_fit_is_a_checkpoint_error(wnut, tmp_path):
+    small = wnut.subset(10, 3)
+    Trainer(tiny_tagger(small), small).train(tmp_path, storage_mode="none", max_epochs=1, progress=False)
+    state = load_checkpoint(tmp_path)
+    del state["settings"]  # as written before checkpoints recorded them
+    save_checkpoint(tmp_path, {k: v for k, v in state.items() if k != "version"})
+    with pytest.raises(CheckpointError, match=r"checkpoint\.pt: does not fit this run's model or optimizer"):
+        Trainer(tiny_tagger(small, 6), small).train(
+            tmp_path, storage_mode="none", max_epochs=2, progress=False, resume=True
+        )
+
+
+def test_a_damaged_checkpoint_is_a_checkpoint_error_naming_it(wnut, tmp_path):
+    small = wnut.subset(10, 3)
+    (tmp_path / "checkpoint.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"checkpoint\.pt: damaged checkpoint .* to start over$"):
+        Trainer(tiny_tagger(small), small).train(
+            tmp_path, storage_mode="none", max_epochs=1, progress=False, resume=True
+        )
+
+
+@pytest.mark.parametrize("budget", [-5, 1.5, "5"])
+def test_a_memory_budget_that_is_no_number_of_bytes_is_refused(budget):
+    with pytest.raises(
+        ValueError, match="memory_budget_bytes must be a non-negative int of bytes or unset, got"
+    ):
+        TrainingConfig(memory_budget_bytes=budget)
