@@ -33,7 +33,8 @@ from flair.training_utils import store_embeddings
 
 from embedcache.accounting import retained_nbytes, token_embeddings
 from embedcache.data.sentence import TaggedSentence
-from embedcache.embeddings import CharLMEmbeddings
+from embedcache.embeddings.charlm import CharLMEncoder
+from embedcache.embeddings.flair_faces import CharLMEmbeddings
 from embedcache.settings import StorageMode, storage_mode
 
 BatchItem = TypeVar("BatchItem")
@@ -193,7 +194,7 @@ def sentence_batches(sentences: Sequence[BatchItem], batch_size: int) -> list[Se
 
 
 def profile_charlm_storage(
-    embedders: Sequence[CharLMEmbeddings],
+    embedders: Sequence[CharLMEncoder | CharLMEmbeddings],
     sentences: Sequence[TaggedSentence],
     mode: StorageMode,
     batch_size: int,
@@ -202,17 +203,17 @@ def profile_charlm_storage(
 
     ``none`` drops them after each batch (they are views of the LM states); ``cpu`` and ``gpu`` keep them to
     the end, and :func:`~embedcache.accounting.retained_nbytes` then finds exactly ``n_tokens × D × 4``.
+    A Flair face is profiled through its encoder: the vectors are the same.
     """
+    encoders = [e if isinstance(e, CharLMEncoder) else e.encoder for e in embedders]
 
     def embed_batch(batch: Sequence[TaggedSentence]) -> list[torch.Tensor]:
         tokens, spaces = [s.tokens for s in batch], [s.whitespace_after for s in batch]
-        vectors = [v for embedder in embedders for v in embedder.encoder.token_tensors(tokens, spaces)]
+        vectors = [v for encoder in encoders for v in encoder.token_tensors(tokens, spaces)]
         return vectors if mode != "none" else []
 
     with storage_mode(mode):
-        return profile_embedding(
-            embed_batch, sentence_batches(sentences, batch_size), embedders[0].encoder.device
-        )
+        return profile_embedding(embed_batch, sentence_batches(sentences, batch_size), encoders[0].device)
 
 
 def profile_flair_storage(

@@ -31,7 +31,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from embedcache.embeddings.charlm import CharLMEmbeddings, CharLMEncoder
+from embedcache.embeddings.charlm import CharLMEncoder
 from embedcache.embeddings.language_model import (
     MAX_LAYERS,
     WeightShapes,
@@ -40,7 +40,7 @@ from embedcache.embeddings.language_model import (
     save_language_model,
     weights_file_shapes,
 )
-from embedcache.embeddings.words import WordEmbeddings
+from embedcache.embeddings.words import WordVectors
 from embedcache.models.labels import TagDictionary
 from embedcache.models.tagger import SequenceTagger, TaggerConfig
 from embedcache.temporaries import remove_leftovers, temporary_prefix
@@ -54,27 +54,36 @@ class ModelFormatError(ValueError):
     """A model directory that is not one, is damaged, or comes from an unsupported format version."""
 
 
+def _native_embedder(embedder: object) -> CharLMEncoder | WordVectors:
+    """The native core of an embedder: itself, or the one inside a Flair face (``.encoder``, ``.words``).
+
+    Only cores are saved and loaded, so a model holds no Flair class and loads without Flair.
+    """
+    for candidate in (embedder, getattr(embedder, "encoder", None), getattr(embedder, "words", None)):
+        if isinstance(candidate, (CharLMEncoder, WordVectors)):
+            return candidate
+    raise TypeError(f"cannot save an embedder of type {type(embedder).__name__}")
+
+
 def _embedder_entry(embedder: object, index: int, directory: Path) -> dict[str, Any]:
     stem = f"embedding-{index}"
-    if isinstance(embedder, (CharLMEmbeddings, CharLMEncoder)):
-        encoder = embedder.encoder if isinstance(embedder, CharLMEmbeddings) else embedder
-        save_language_model(encoder.lm, directory / stem)
-        options = encoder.options
+    core = _native_embedder(embedder)
+    if isinstance(core, CharLMEncoder):
+        save_language_model(core.lm, directory / stem)
+        options = core.options
         return {
             "type": "charlm",
             "file": stem,
-            "name": getattr(embedder, "name", stem),
-            "chars_per_chunk": encoder.chars_per_chunk,
+            "name": core.name,
+            "chars_per_chunk": core.chars_per_chunk,
             "with_whitespace": options.with_whitespace,
             "tokenized_lm": options.tokenized_lm,
             "is_lower": options.is_lower,
-            "fine_tune": encoder.fine_tune,
+            "fine_tune": core.fine_tune,
         }
-    if isinstance(embedder, WordEmbeddings):
-        tables = {k: v.detach().cpu().contiguous() for k, v in embedder.state_dict().items()}
-        save_file(tables, str(directory / f"{stem}.safetensors"))
-        return {"type": "words", "file": stem, "params": embedder.to_params()}
-    raise TypeError(f"cannot save an embedder of type {type(embedder).__name__}")
+    tables = {k: v.detach().cpu().contiguous() for k, v in core.state_dict().items()}
+    save_file(tables, str(directory / f"{stem}.safetensors"))
+    return {"type": "words", "file": stem, "params": core.to_params()}
 
 
 def save_tagger(tagger: SequenceTagger, path: str | Path) -> None:
@@ -238,8 +247,7 @@ def _load_embedder(entry: object, directory: Path) -> torch.nn.Module:
     if kind == "charlm":
         _check_types(entry, _CHARLM_OPTION_TYPES, f"{config_path}: embedding {stem}")
         lm = load_language_model(directory / stem)
-        options = {k: entry[k] for k in _CHARLM_OPTION_TYPES if k != "name"}
-        return CharLMEmbeddings(lm, name=entry["name"], **options)
+        return CharLMEncoder(lm, **{k: entry[k] for k in _CHARLM_OPTION_TYPES})
     if kind == "words":
         params = entry.get("params")
         if not isinstance(params, dict):
@@ -248,7 +256,7 @@ def _load_embedder(entry: object, directory: Path) -> torch.nn.Module:
         # Checked before from_params allocates the tables the config claims.
         expected = _word_table_shapes(params, f"{config_path}: embedding {stem}")
         check_weight_shapes(weights_file_shapes(weights_path), expected, weights_path, config_path)
-        embedder = WordEmbeddings.from_params(dict(params))
+        embedder = WordVectors.from_params(dict(params))
         embedder.load_state_dict(load_file(str(weights_path)))
         return embedder
     raise ModelFormatError(f"{config_path}: unknown embedding type {kind!r}")
