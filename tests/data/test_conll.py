@@ -70,3 +70,18 @@ def test_conllu_line_with_wrong_field_count_names_file_and_line(tmp_path):
 def test_tags_must_match_tokens():
     with pytest.raises(ValueError, match="x:3: 2 tokens but 1 tags"):
         TaggedSentence(["a", "b"], ["O"], source="x:3")
+
+
+def test_conllu_style_comments_before_a_sentence_are_skipped_and_hash_tokens_kept(tmp_path):
+    path = tmp_path / "tagged.conll"
+    path.write_text(
+        "# newdoc id = in.txt:1\n# text = #a b\n#a\tO\nb\tO\n\n# newdoc\n# newdoc id = in.txt:3\n#\tX\n\n",
+        encoding="utf-8",
+    )
+    assert [(s.tokens, s.source) for s in read_column_file(path)] == [
+        (["#a", "b"], f"{path}:3"),
+        (["#"], f"{path}:8"),
+    ]
+    spaced = tmp_path / "spaced.conll"  # space-separated columns: "# O" is the token "#" tagged O
+    spaced.write_text("# O\nx O\n", encoding="utf-8")
+    assert [(s.tokens, s.tags) for s in read_column_file(spaced)] == [(["#", "x"], ["O", "O"])]
