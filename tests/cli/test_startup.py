@@ -94,3 +94,14 @@ def test_the_bundled_default_model_predicts_without_flair(tmp_path):
     code, imported, out = imports_of(["predict", "-q", "--format-out", "jsonl"], tmp_path, stdin="I see.\n")
     assert (code, imported) == (0, ["torch"])
     assert json.loads(out)["tokens"] == ["I", "see", "."]
+
+
+@pytest.mark.slow
+def test_a_script_that_loads_a_model_or_a_cache_or_trains_never_imports_flair(model_with_words):
+    probe = (
+        "import sys, embedcache as ec\n"
+        f"ec.SequenceTagger.load({str(model_with_words)!r}); ec.EmbeddingCache; ec.Trainer; ec.datasets\n"
+        "print(sorted({'flair', 'transformers', 'gensim'} & set(sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout == "[]\n"
