@@ -3,6 +3,7 @@
 Example:
     python -m bench --suite embed            # the record; minutes
     python -m bench --suite embed --quick    # a smoke run on a small slice
+    python -m bench --suite startup --repeats 7 --baseline /tmp/before   # old and new start-up, one run
 """
 
 from __future__ import annotations
@@ -64,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--quick", action="store_true", help="a small slice: checks that a suite runs")
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="suite startup: also time the command line of the checkout in DIR (e.g. a worktree of main)",
+    )
+    parser.add_argument(
         "--device",
         choices=("cpu", "cuda", "auto"),
         default="auto",
@@ -110,7 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     flair.device = device  # Flair's embeddings place themselves on flair.device when built
-    config = BenchConfig(data_dir=args.data, device=device, repeats=args.repeats, quick=args.quick)
+    config = BenchConfig(
+        data_dir=args.data, device=device, repeats=args.repeats, quick=args.quick, baseline=args.baseline
+    )
     for name in args.suite:
         env = environment(device)
         started = time.perf_counter()

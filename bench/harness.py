@@ -39,6 +39,8 @@ class BenchConfig:
         repeats: timed rounds per case; medians are reported.
         warmup: untimed rounds before them (first-call costs: allocator, kernel selection, lazy init).
         quick: a small slice, for checking that a suite runs, not for the record.
+        baseline: another checkout of the repository whose command line the ``startup`` suite times beside
+            this one's (e.g. ``git worktree add /tmp/before main``).
     """
 
     data_dir: Path
@@ -46,6 +48,7 @@ class BenchConfig:
     repeats: int = 3
     warmup: int = 1
     quick: bool = False
+    baseline: Path | None = None
 
 
 @dataclass(frozen=True)

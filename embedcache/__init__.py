@@ -3,46 +3,37 @@
 The data flows one way: text → tokens (:mod:`embedcache.data`) → LM states → token vectors
 (:mod:`embedcache.embeddings`) → cache (:mod:`embedcache.cache`) → batches → tagger (:mod:`embedcache.models`)
 → spans; :mod:`embedcache.training` drives it, :mod:`embedcache.settings` holds the storage mode.
+
+``import embedcache`` imports none of that: each public name is imported on first use
+(:mod:`embedcache.lazy_imports`), so a script that only reads a model or a cache never pays for Flair.
 """
 
-from embedcache.cache import EmbeddingCache, estimate
-from embedcache.data import datasets
-from embedcache.data.corpus import Corpus
-from embedcache.data.sentence import TaggedSentence
-from embedcache.embeddings import (
-    CharLMEmbeddings,
-    CharLMEncoder,
-    EmbeddingStack,
-    TokenEmbedder,
-    TokenVectors,
-    WordEmbeddings,
-)
-from embedcache.models.labels import TagDictionary
-from embedcache.models.tagger import SequenceTagger
-from embedcache.settings import STORAGE_MODES, StorageMode, get_storage_mode, set_storage_mode, storage_mode
-from embedcache.training import Trainer
+from embedcache.lazy_imports import lazy_exports
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "STORAGE_MODES",
-    "CharLMEmbeddings",
-    "CharLMEncoder",
-    "Corpus",
-    "EmbeddingCache",
-    "EmbeddingStack",
-    "SequenceTagger",
-    "StorageMode",
-    "TagDictionary",
-    "TaggedSentence",
-    "TokenEmbedder",
-    "TokenVectors",
-    "Trainer",
-    "WordEmbeddings",
-    "__version__",
-    "datasets",
-    "estimate",
-    "get_storage_mode",
-    "set_storage_mode",
-    "storage_mode",
-]
+_EXPORTS = {
+    "STORAGE_MODES": ".settings",
+    "CharLMEmbeddings": ".embeddings.flair_faces",
+    "CharLMEncoder": ".embeddings.charlm",
+    "CharLanguageModel": ".embeddings.char_language_model",
+    "Corpus": ".data.corpus",
+    "EmbeddingCache": ".cache.embedding_cache",
+    "EmbeddingStack": ".embeddings.stack",
+    "SequenceTagger": ".models.tagger",
+    "StorageMode": ".settings",
+    "TagDictionary": ".models.labels",
+    "TaggedSentence": ".data.sentence",
+    "TokenEmbedder": ".embeddings.base",
+    "TokenVectors": ".embeddings.base",
+    "Trainer": ".training.trainer",
+    "WordEmbeddings": ".embeddings.flair_faces",
+    "WordVectors": ".embeddings.words",
+    "datasets": ".data.datasets",
+    "estimate": ".cache.budget",
+    "get_storage_mode": ".settings",
+    "set_storage_mode": ".settings",
+    "storage_mode": ".settings",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted([*_EXPORTS, "__version__"])

@@ -33,7 +33,8 @@ from flair.training_utils import store_embeddings
 
 from embedcache.accounting import retained_nbytes, token_embeddings
 from embedcache.data.sentence import TaggedSentence
-from embedcache.embeddings import CharLMEmbeddings, TokenEmbedder
+from embedcache.embeddings.base import TokenEmbedder
+from embedcache.embeddings.charlm import CharLMEncoder
 from embedcache.embeddings.stack import EmbeddingsLike, as_embedders
 from embedcache.settings import StorageMode, storage_mode
 
@@ -221,8 +222,9 @@ def _token_tensors(
     embedder: TokenEmbedder, tokens: list[list[str]], spaces: list[list[int]]
 ) -> Sequence[torch.Tensor]:
     """One tensor per token as a Flair-face user keeps them (character LMs: views in ``none`` storage)."""
-    if isinstance(embedder, CharLMEmbeddings):
-        return embedder.encoder.token_tensors(tokens, spaces)
+    encoder = embedder if isinstance(embedder, CharLMEncoder) else getattr(embedder, "encoder", None)
+    if isinstance(encoder, CharLMEncoder):
+        return encoder.token_tensors(tokens, spaces)
     return embedder.embed_batch(tokens, spaces).vectors.unbind(0)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from bench.harness import Timing
 from bench.report import RunInfo, SuiteResult, Table, recorded_per_device, update_markdown
 from bench.suites.predict_results import CliInput, PredictRun
+from bench.suites.startup_results import TORCH, Command, Measurement, StartupRun, headline_table
 
 ENVIRONMENT = {
     "cpu": "test CPU", "cpu_cores": "2", "torch_threads": "1", "device": "cpu", "load_average": "0.10",
@@ -53,3 +54,16 @@ def test_no_rate_is_read_from_a_run_no_longer_than_the_start_up():
     assert run.cli_rate(inputs[1]) == 100 / 2.05
     faster_start = PredictRun(100, 1000, {}, inputs, {**timings, "cli_startup": Timing((1.55,))})
     assert faster_start.cli_rate_after_startup(inputs[1]) == 100 / (2.05 - 1.55)
+
+
+def test_startup_targets_are_judged_against_the_torch_import_of_the_same_run():
+    names = ["embedcache --version", "embedcache predict (one sentence)"]
+    commands = [Command("import torch", "reference", []), *(Command(n, "this checkout", []) for n in names)]
+
+    def verdicts(version_s: float, predict_s: float) -> list[str]:
+        walls = {TORCH: [2.0, 1.0, 3.0], commands[1].key: [version_s], commands[2].key: [predict_s]}
+        runs = {key: [Measurement(wall, wall) for wall in values] for key, values in walls.items()}
+        return [row[-1] for row in headline_table(StartupRun(commands, runs, 3)).rows[1:]]
+
+    assert verdicts(0.5, 3.0) == ["met", "met"]  # the median torch import is 2.0 s: 3.0 s is the bound
+    assert verdicts(0.51, 3.01) == ["**missed**", "**missed**"]

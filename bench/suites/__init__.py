@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from bench.harness import BenchConfig
 from bench.report import SuiteResult
-from bench.suites import cache, convert, ddp, embed, parity, predict, retained, train
+from bench.suites import cache, convert, ddp, embed, parity, predict, retained, startup, train
 
 SUITES: dict[str, Callable[[BenchConfig], SuiteResult]] = {
     "cache": cache.run,
@@ -19,5 +19,6 @@ SUITES: dict[str, Callable[[BenchConfig], SuiteResult]] = {
     "parity": parity.run,
     "predict": predict.run,
     "retained": retained.run,
+    "startup": startup.run,
     "train": train.run,
 }

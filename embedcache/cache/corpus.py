@@ -11,14 +11,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import chain
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-from flair.data import Sentence
 
 from embedcache.data.sentence import TaggedSentence
 from embedcache.embeddings.base import check_sentences
+from embedcache.lazy_imports import is_instance_of
 
-SentenceLike = TaggedSentence | Sentence | Sequence[str]
+if TYPE_CHECKING:  # a Flair sentence exists only where Flair is imported already
+    from flair.data import Sentence
+
+SentenceLike = Union[TaggedSentence, "Sentence", Sequence[str]]  # "Sentence": a forward reference
 """One sentence as the cache accepts it."""
 
 
@@ -72,7 +76,7 @@ class CorpusTokens:
 def _tokens_and_spaces(sentence: SentenceLike, index: int) -> tuple[Sequence[str], Sequence[int]]:
     if isinstance(sentence, TaggedSentence):
         return sentence.tokens, sentence.whitespace_after
-    if isinstance(sentence, Sentence):
+    if is_instance_of(sentence, "flair.data", "Sentence"):
         return [t.text for t in sentence.tokens], [t.whitespace_after for t in sentence.tokens]
     if isinstance(sentence, str) or not isinstance(sentence, Sequence):
         raise TypeError(

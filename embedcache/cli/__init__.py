@@ -1,7 +1,11 @@
-"""The ``embedcache`` command line: ``predict``, ``train``, ``evaluate``, ``profile``, ``info``, ``convert``.
+"""The ``embedcache`` command line: ``predict``, ``train``, ``evaluate``, ``profile``, ``info``, ``convert``,
+``download``.
 
 Each command is a thin shell over the library, in its own module: ``SUMMARY``, ``DESCRIPTION`` and
-``EPILOG`` (examples) for its help, ``add_arguments(parser)``, and ``run(args) -> exit code``.
+``EPILOG`` (examples) for its help, ``add_arguments(parser)``, and ``run(args) -> exit code``. A command
+module imports torch, the models and Flair inside ``run``, not at the top: ``--help`` and ``--version``
+build every command's parser and must not pay for them (``embedcache --version`` imports neither torch nor
+Flair), and ``predict`` with an embedcache model never imports Flair.
 
 Exit codes: 0 success; 2 bad input (a missing, unreadable or malformed file, an unknown or damaged model,
 a bad recipe or option), reported in one line on stderr that names the file, and the line where there is
@@ -18,14 +22,10 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 
-import torch
-
 from embedcache import __version__
-from embedcache.cli import convert, evaluate, info, predict, profile, train
-from embedcache.cli.common import EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, BadInput, one_line, positive_int
-from embedcache.data.conll import DataFormatError
-from embedcache.models.serialization import ModelFormatError
-from embedcache.recipes import RecipeError
+from embedcache.cli import convert, download, evaluate, info, predict, profile, train
+from embedcache.cli.common import EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, one_line, positive_int
+from embedcache.lazy_imports import is_instance_of
 
 __all__ = ["build_parser", "main"]
 
@@ -38,11 +38,22 @@ examples:
   embedcache profile --data wnut17 --sentences 500 --hidden 256
   embedcache info out/wnut17-ner/best-model
   embedcache convert flair-ner/final-model.pt out/ner-from-flair
+  embedcache download wnut17 --to ~/data
 
 Run 'embedcache COMMAND --help' for the options and examples of a command.
 exit codes: 0 success, 1 internal error (rerun with --debug), 2 bad input (one line on stderr).
 """
-_COMMANDS = (predict, train, evaluate, profile, info, convert)
+_COMMANDS = (predict, train, evaluate, profile, info, convert, download)
+
+# Errors that are the user's to fix: exit code 2 and one line. Looked up by module, not imported: a module
+# that was never imported cannot have raised its error, and importing the models or the recipes only to
+# catch theirs would cost every command its start-up.
+_BAD_INPUT_ERRORS = (
+    ("embedcache.cli.common", "BadInput"),
+    ("embedcache.data.conll", "DataFormatError"),
+    ("embedcache.models.serialization", "ModelFormatError"),
+    ("embedcache.recipes", "RecipeError"),
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,7 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"embedcache {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     shared = _Parser(add_help=False)
-    shared.add_argument("-q", "--quiet", action="store_true", help="no progress bars, notes or info logs")
+    shared.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bars, summaries, notes or info logs"
+    )
+    shared.add_argument(
+        "--progress", action="store_true", help="progress bars on stderr even when it is not a terminal"
+    )
     shared.add_argument(
         "--debug", action="store_true", help="show tracebacks of internal errors and debug logs"
     )
@@ -95,26 +111,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if exit.code is None else exit.code if isinstance(exit.code, int) else EXIT_BAD_INPUT
     prefix = f"embedcache {args.command}"
     if args.threads is not None:
+        import torch
+
         torch.set_num_threads(args.threads)
     chatty = args.command == "train" and not args.quiet  # epoch results are the output of a training run
     with _log_to_stderr(logging.DEBUG if args.debug else logging.INFO if chatty else logging.WARNING):
         try:
             return args.run(args)
-        except (BadInput, DataFormatError, ModelFormatError, RecipeError) as error:
-            print(f"{prefix}: error: {one_line(error)}", file=sys.stderr)
         except BrokenPipeError:
             _silence_stdout()  # the reader went away (| head): stop quietly, as a killed pipe would
             return 141
-        except OSError as error:
-            if error.filename is None:
-                return _internal_error(prefix, error, args.debug)
-            print(f"{prefix}: error: {error.filename}: {error.strerror}", file=sys.stderr)
         except KeyboardInterrupt:
             print(f"{prefix}: interrupted", file=sys.stderr)
             return 130
         except Exception as error:
-            return _internal_error(prefix, error, args.debug)
-    return EXIT_BAD_INPUT
+            return _report(prefix, error, args.debug)
+
+
+def _report(prefix: str, error: Exception, debug: bool) -> int:
+    """One line on stderr for the error a command raised; the exit code it gives."""
+    if _is_bad_input(error):
+        print(f"{prefix}: error: {one_line(error)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if isinstance(error, OSError) and error.filename is not None:
+        print(f"{prefix}: error: {error.filename}: {error.strerror}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return _internal_error(prefix, error, debug)
+
+
+def _is_bad_input(error: Exception) -> bool:
+    return any(is_instance_of(error, module, name) for module, name in _BAD_INPUT_ERRORS)
 
 
 def _internal_error(prefix: str, error: Exception, debug: bool) -> int:

@@ -8,12 +8,14 @@ import re
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch and the models are imported by the commands that load one, not for --help
+    import torch
+
+    from embedcache.models.tagger import SequenceTagger
 
 from embedcache.models.catalog import DEFAULT_MODEL, resolve_model_path
-from embedcache.models.serialization import ModelFormatError
-from embedcache.models.tagger import SequenceTagger
 
 EXIT_OK = 0
 EXIT_INTERNAL_ERROR = 1
@@ -38,9 +40,10 @@ def note(message: str, quiet: bool) -> None:
         print(f"note: {one_line(message)}", file=sys.stderr)
 
 
-def show_progress(quiet: bool) -> bool:
-    """Progress bars only for a person watching: stderr is a terminal and ``--quiet`` was not given."""
-    return not quiet and sys.stderr.isatty()
+def show_progress(quiet: bool, forced: bool = False) -> bool:
+    """Progress bars for a person watching (stderr is a terminal) or when asked for (``--progress``); never
+    with ``--quiet``."""
+    return not quiet and (forced or sys.stderr.isatty())
 
 
 def stdin_is_terminal() -> bool:
@@ -104,6 +107,9 @@ def load_model(spec: str | None, device: torch.device) -> SequenceTagger:
     Raises:
         BadInput: no such model, or a damaged one (:class:`ModelFormatError`).
     """
+    from embedcache.models.serialization import ModelFormatError
+    from embedcache.models.tagger import SequenceTagger
+
     path = resolve_model(spec)
     try:
         return SequenceTagger.load(path, device=device).eval()
@@ -113,6 +119,8 @@ def load_model(spec: str | None, device: torch.device) -> SequenceTagger:
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` → ``cuda`` when there is a GPU, else ``cpu``; any torch device name otherwise."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -17,11 +17,10 @@ from embedcache.cli.common import (
     show_progress,
     stdin_bytes,
 )
+from embedcache.cli.feedback import Feedback
 from embedcache.data.readers import STDIN, guess_format, read_documents
 from embedcache.data.sentence import TaggedSentence
 from embedcache.data.writers import AtomicFile
-from embedcache.models.predict import predict
-from embedcache.training.evaluation import evaluate_tags
 
 EPILOG = """\
 examples:
@@ -32,6 +31,8 @@ examples:
 Gold tags: the last column of a CoNLL column file, UPOS of a CoNLL-U file. Span tasks are scored on
 BIO spans with seqeval (micro/macro F1, per type), plain tags by accuracy. The table goes to stdout;
 --output also writes the scores as JSON (atomically), --json prints the JSON instead of the table.
+A progress bar (sentences, words/s) shows on stderr when it is a terminal or with --progress, and a
+one-line summary (sentences, tokens, words/s) at the end; --quiet: neither.
 """
 
 
@@ -51,12 +52,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from embedcache.models.predict import predict
+    from embedcache.training.evaluation import evaluate_tags
+
     output = checked_output(args.output, [args.data]) if args.output is not None else None
     tagger = load_model(args.model, resolve_device(args.device))
     sentences = _gold_sentences(args.data, args.format)
-    predictions = predict(
-        tagger, sentences, args.batch_size, args.storage_mode, progress=show_progress(args.quiet)
-    )
+    with Feedback("evaluate", bar=show_progress(args.quiet, args.progress), quiet=args.quiet) as feedback:
+        predictions = predict(
+            tagger, sentences, args.batch_size, args.storage_mode, on_batch=feedback.batch_tagged
+        )
     try:
         scores = evaluate_tags(
             [s.tags or [] for s in sentences], [p.tags for p in predictions], tagger.tags.scheme
@@ -73,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
             out.stream.write(text + "\n")
             out.commit()
     print(text if args.json else f"{args.data}: {scores.table()}")
+    feedback.summarize(None if output is None else str(output))
     return EXIT_OK
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from embedcache.cli.common import EXIT_OK, BadInput, resolve_model
-from embedcache.models.serialization import ModelFormatError, read_config, read_model_card
 
 EPILOG = """\
 examples:
@@ -32,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from embedcache.models.serialization import read_config
+
     directory = resolve_model(args.model)
     try:
         config = read_config(directory)
@@ -63,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
 def model_summary(directory: Path, config: dict[str, Any]) -> dict[str, Any]:
     """Tags, hyper-parameters, embedders and model card of a model directory, from its JSON files."""
+    from embedcache.models.serialization import ModelFormatError, read_model_card
+
     try:
         tagger = dict(config["tagger"])
         return {

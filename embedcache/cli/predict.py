@@ -18,9 +18,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import TextIO
-
-from tqdm.auto import tqdm
+from typing import TYPE_CHECKING, TextIO
 
 from embedcache.cli.common import (
     EXIT_BAD_INPUT,
@@ -38,6 +36,7 @@ from embedcache.cli.common import (
     stdin_bytes,
     stdin_is_terminal,
 )
+from embedcache.cli.feedback import Feedback
 from embedcache.data.conll import DataFormatError
 from embedcache.data.readers import (
     INPUT_FORMATS,
@@ -55,10 +54,12 @@ from embedcache.data.writers import (
     spool_file,
     write_predictions,
 )
-from embedcache.models.predict import InputOverBudgetError, Prediction, predict
-from embedcache.models.tagger import SequenceTagger
 
-EPILOG = """\
+if TYPE_CHECKING:  # torch and the models are imported when a model is loaded, not for --help
+    from embedcache.models.predict import Prediction
+    from embedcache.models.tagger import SequenceTagger
+
+EPILOG = r"""\
 examples:
   echo "Apple is looking at buying a U.K. startup for $1 billion ." | embedcache predict --model DIR
   embedcache predict --model DIR posts.txt --format-out jsonl --output posts.jsonl
@@ -75,11 +76,20 @@ input formats (--format-in; auto: .conllu -> conllu, .conll/.bio/.iob/.tsv -> co
   conllu   CoNLL-U (the FORM column; multi-word ranges and empty nodes are skipped)
 
 output formats (--format-out):
-  conll    token<TAB>tag, an empty line after each sentence
+  conll    token<TAB>tag, an empty line after each sentence; for text and tokens input, as in
+           CoNLL-U, "# newdoc id = FILE:LINE" starts each input line (also one that gave no
+           sentence) and "# text = ..." each of its sentences (tabs and line breaks shown as spaces)
   jsonl    one JSON object per input line (text, tokens) or sentence (conll, conllu): text, tokens,
-           tags, confidences, and spans with character offsets into the line
-  inline   one line per input line or sentence: "[Apple]ORG is looking ..." for span tags,
-           "Apple/PROPN is/AUX ..." for plain tags such as POS
+           tags, confidences, token offsets into the line, and for span tags (BIO, BIOES) the spans
+           with character offsets
+  inline   one line per input line or sentence, the text with its original spacing and each span
+           (span tags) or token (plain tags such as POS) marked: "[Apple Inc.|ORG] is looking ...",
+           "[Apple|PROPN] [is|AUX] [(|PUNCT][and|CCONJ] ..."; \ [ ] | in the text are written
+           \\ \[ \] \|, so the markup reads back unambiguously
+
+progress: a bar on stderr (sentences, words/s) when stderr is a terminal or with --progress, and,
+when every input was tagged, a one-line summary at the end (documents, sentences, tokens, words/s,
+where the output went); --quiet: neither.
 
 errors: a bad input (missing, a directory, not UTF-8, malformed, a line over 1 MiB, lines ending in a
 carriage return alone) is reported in one line on stderr naming the file and line; the other inputs
@@ -125,11 +135,12 @@ def run(args: argparse.Namespace) -> int:
     if STDIN in sources and stdin_is_terminal():
         note("reading documents from the terminal; end with Ctrl-D", args.quiet)
     failures = 0
-    with _FileSink(output) if output is not None else _StdoutSink() as sink:
+    feedback = Feedback("predict", bar=show_progress(args.quiet, args.progress), quiet=args.quiet)
+    with feedback, _FileSink(output) if output is not None else _StdoutSink() as sink:
         for source in sources:
             sink.begin()
             try:
-                _tag_input(tagger, source, args, sink.stream)
+                _tag_input(tagger, source, args, sink.stream, feedback)
             except (BadInput, DataFormatError) as error:
                 failures += _failed(sink, error)
             except OutputWriteError:
@@ -140,7 +151,11 @@ def run(args: argparse.Namespace) -> int:
                 failures += _failed(sink, f"{error.filename}: {error.strerror}")
             else:
                 sink.commit()
-    return EXIT_BAD_INPUT if failures else EXIT_OK
+    if failures:  # each failed input has had its one line of error; no summary to read them past
+        return EXIT_BAD_INPUT
+    if feedback.documents:  # empty inputs have had their note
+        feedback.summarize(str(output) if output is not None else "stdout")
+    return EXIT_OK
 
 
 def _failed(sink: _FileSink | _StdoutSink, error: object) -> int:
@@ -149,17 +164,18 @@ def _failed(sink: _FileSink | _StdoutSink, error: object) -> int:
     return 1
 
 
-def _tag_input(tagger: SequenceTagger, source: str, args: argparse.Namespace, stream: TextIO) -> None:
+def _tag_input(
+    tagger: SequenceTagger, source: str, args: argparse.Namespace, stream: TextIO, feedback: Feedback
+) -> None:
     name = STDIN_NAME if source == STDIN else source
     input_format = guess_format(source) if args.format_in == "auto" else args.format_in
     documents = read_documents(source, input_format, stdin=stdin_bytes() if source == STDIN else None)
     count = 0
-    with tqdm(desc=name, unit="doc", file=sys.stderr, disable=not show_progress(args.quiet)) as bar:
-        for chunk in _chunks(documents, args.chunk_size):
-            predictions = _predict_chunk(tagger, chunk, args)
-            write_predictions(predictions, stream, args.format_out, tagger.tags.scheme)
-            count += len(chunk)
-            bar.update(len(chunk))
+    for chunk in _chunks(documents, args.chunk_size):
+        predictions = _predict_chunk(tagger, chunk, args, feedback)
+        write_predictions(predictions, stream, args.format_out, tagger.tags.scheme)
+        count += len(chunk)
+    feedback.documents += count
     if count == 0:
         note(f"{name}: empty input, nothing to tag", args.quiet)
 
@@ -171,21 +187,31 @@ def _chunks(documents: Iterable[Document], size: int) -> Iterator[list[Document]
 
 
 def _predict_chunk(
-    tagger: SequenceTagger, chunk: list[Document], args: argparse.Namespace
+    tagger: SequenceTagger, chunk: list[Document], args: argparse.Namespace, feedback: Feedback
 ) -> list[Prediction]:
-    """Tag one chunk; raw text goes in as strings (the tagger tokenises it), everything else as tokens."""
+    """Tag one chunk; raw text goes in as strings (the tagger tokenises it), everything else as tokens.
+
+    Predictions of input lines (raw text, lines of tokens) keep the line's text, offsets and source, so
+    that the writers can mark which line each sentence came from.
+    """
+    from embedcache.models.predict import InputOverBudgetError, predict
+
     items = [document.text if document.sentence is None else document.sentence for document in chunk]
     try:
         predictions = predict(
-            tagger, items, args.batch_size, args.storage_mode, memory_budget_bytes=args.max_memory
-        )
+            tagger, items, args.batch_size, args.storage_mode, memory_budget_bytes=args.max_memory,
+            on_batch=feedback.batch_tagged,
+        )  # fmt: skip
     except InputOverBudgetError as error:
         raise BadInput(f"{chunk[error.position].source}: {error.detail} (--max-memory)") from error
     except ValueError:
         _raise_for_untokenisable_line(chunk)
         raise
     for document, prediction in zip(chunk, predictions, strict=True):
-        if document.sentence is not None and document.text is not None:  # a line of tokens: keep offsets
+        if document.text is None:  # a CoNLL sentence: no line to point back to
+            continue
+        prediction.source = document.source
+        if document.sentence is not None:  # a line of tokens: keep its text and offsets
             prediction.text, prediction.offsets = document.text, document.sentence.offsets
     return predictions
 

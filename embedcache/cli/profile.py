@@ -15,15 +15,15 @@ import argparse
 import json
 from dataclasses import asdict, dataclass
 from itertools import islice
+from typing import TYPE_CHECKING
 
 from embedcache.cli.common import EXIT_OK, BadInput, load_model, positive_int, resolve_device
-from embedcache.data import datasets
 from embedcache.data.readers import guess_format, read_documents
-from embedcache.data.sentence import TaggedSentence
-from embedcache.embeddings import CharLMEmbeddings
-from embedcache.profiling import can_reset_peak_rss, profile_charlm_storage
-from embedcache.recipes import random_char_lm
 from embedcache.settings import STORAGE_MODES, StorageMode
+
+if TYPE_CHECKING:
+    from embedcache.data.sentence import TaggedSentence
+    from embedcache.embeddings.charlm import CharLMEncoder
 
 EPILOG = """\
 examples:
@@ -66,18 +66,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from embedcache.embeddings.charlm import CharLMEncoder
+    from embedcache.profiling import can_reset_peak_rss
+    from embedcache.recipes import random_char_lm
+
     modes = _checked_modes(args.modes)
     device = resolve_device(args.device)
     sentences = _corpus_slice(args.data, args.sentences)
     if args.model is not None:
         embedders = [
-            e for e in load_model(args.model, device).embeddings.embedders if isinstance(e, CharLMEmbeddings)
+            e for e in load_model(args.model, device).embeddings.embedders if isinstance(e, CharLMEncoder)
         ]
         if not embedders:
             raise BadInput(f"{args.model}: the model has no character LM embeddings to profile")
     else:
         embedders = [
-            CharLMEmbeddings(random_char_lm(forward, args.hidden, seed=i))
+            CharLMEncoder(random_char_lm(forward, args.hidden, seed=i))
             for i, forward in enumerate((True, False))
         ]
     embedders = [embedder.to(device) for embedder in embedders]
@@ -89,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
                           "rows": [asdict(row) for row in rows]}, indent=1))  # fmt: skip
         return EXIT_OK
     lms = ", ".join(
-        f"{'forward' if e.encoder.lm.is_forward_lm else 'backward'} {e.embedding_length}" for e in embedders
+        f"{'forward' if e.lm.is_forward_lm else 'backward'} {e.embedding_length}" for e in embedders
     )
     print(f"{len(sentences)} sentences, {n_tokens} tokens from {args.data}; char LMs: {lms}; D = {dim}; "
           f"device {device}; batch {args.batch_size}")  # fmt: skip
@@ -106,13 +110,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def profile_mode(
-    embedders: list[CharLMEmbeddings],
+    embedders: list[CharLMEncoder],
     sentences: list[TaggedSentence],
     mode: StorageMode,
     batch_size: int,
     dim: int,
 ) -> ModeProfile:
     """Embed ``sentences`` in ``mode``, keeping the vectors as a trainer would, and measure."""
+    from embedcache.profiling import profile_charlm_storage
+
     profile = profile_charlm_storage(embedders, sentences, mode, batch_size)
     n_tokens = sum(len(s) for s in sentences)
     return ModeProfile(
@@ -134,6 +140,8 @@ def _checked_modes(text: str) -> list[StorageMode]:
 
 
 def _corpus_slice(data: str, n: int) -> list[TaggedSentence]:
+    from embedcache.data import datasets
+
     loaders = {"wnut17": datasets.WNUT17, "ud_english_lines": datasets.UD_English_LinES}
     if data in loaders:
         try:

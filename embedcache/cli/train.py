@@ -5,12 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 
-from embedcache.cache import CorruptCacheError
-from embedcache.cache.budget import OverBudgetError
 from embedcache.cli.common import EXIT_OK, BadInput, add_max_memory_option, positive_int, show_progress
-from embedcache.recipes import load_tagger_recipe, read_recipe, recipe_kind, train_tagger
-from embedcache.training.checkpoint import CheckpointError
-from embedcache.training.distributed import is_main_process, launched_by_torchrun, torchrun_command
 
 EPILOG = """\
 examples:
@@ -59,7 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    progress = show_progress(args.quiet)
+    from embedcache.cache import CorruptCacheError
+    from embedcache.cache.budget import OverBudgetError
+    from embedcache.recipes import load_tagger_recipe, read_recipe, recipe_kind, train_tagger
+    from embedcache.training.checkpoint import CheckpointError
+    from embedcache.training.distributed import is_main_process, launched_by_torchrun, torchrun_command
+
+    progress = show_progress(args.quiet, args.progress)
     if recipe_kind(read_recipe(args.recipe), args.recipe) == "charlm":
         if args.nproc is not None:
             raise BadInput(f"{args.recipe}: --nproc trains taggers only; character LMs train in one process")

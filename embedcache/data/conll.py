@@ -1,16 +1,32 @@
 """Readers for CoNLL column files and CoNLL-U; every error names the file and line.
 
 Column files: one token per line, columns separated by a tab (or runs of spaces when no tab is present),
-sentences separated by an empty line *or a line holding only whitespace* (both occur in WNUT-17), and
-``# ...`` comment lines before a sentence are skipped only in CoNLL-U.
+sentences separated by an empty line *or a line holding only whitespace* (both occur in WNUT-17). Before a
+sentence, comment lines of the CoNLL-U forms that ``embedcache predict`` writes (``# newdoc``,
+``# newdoc id = ...``, ``# text = ...``, any ``# key = value``) are skipped when they hold no tab, so that its
+output reads back (see :func:`is_column_file_comment`). In CoNLL-U every ``#`` line before a sentence is a
+comment.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from embedcache.data.sentence import TaggedSentence
+
+_COLUMN_FILE_COMMENT = re.compile(r"# (?:(?:newdoc|newpar)(?: id = .*)?|[\w.-]+ = .*)")
+
+
+def is_column_file_comment(line: str) -> bool:
+    """A CoNLL-U style comment line where a sentence may start in a column file.
+
+    ``# newdoc``, ``# newpar`` (with an optional ``id = ...``) or ``# key = value``, holding no tab. A token
+    line of a tab-separated file has a tab; in a space-separated file, a sentence would have to start with
+    a token ``#`` tagged ``newdoc`` or followed by the columns ``key =`` to be taken for a comment.
+    """
+    return "\t" not in line and _COLUMN_FILE_COMMENT.fullmatch(line) is not None
 
 
 class DataFormatError(ValueError):
@@ -110,6 +126,8 @@ def read_column_file(
                     tokens, tags if tag_column is not None else None, source=f"{path}:{start}"
                 )
             tokens, tags = [], []
+            continue
+        if not tokens and is_column_file_comment(line):
             continue
         columns = line.split("\t") if "\t" in line else line.split()
         if len(columns) < needed:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from flair.data import Corpus as FlairCorpus
-from flair.data import Sentence
+from typing import TYPE_CHECKING
 
 from embedcache.data.sentence import TaggedSentence
+
+if TYPE_CHECKING:  # a Flair corpus exists only where Flair is imported already
+    from flair.data import Corpus as FlairCorpus
+    from flair.data import Sentence
 
 
 @dataclass

@@ -1,8 +1,8 @@
-"""Dataset loaders: WNUT-17 NER and UD English-LinES UPOS, from a local folder or downloaded.
+"""Dataset loaders: WNUT-17 NER, UD English-LinES and UD English-ESLSpok UPOS, from a folder or downloaded.
 
 The folder defaults to ``$EMBEDCACHE_DATA/<dataset>`` (``EMBEDCACHE_DATA`` defaults to ``../shared/data``).
-With ``download=True`` missing files are fetched from the public originals (GitHub repositories
-``leondz/emerging_entities_17`` and ``UniversalDependencies/UD_English-LinES``) under the local names.
+With ``download=True`` (or ``embedcache download NAME``) missing files are fetched from the public originals
+(the GitHub repositories named in :data:`CORPORA`) under the local names.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from embedcache.data.conll import read_column_file, read_conllu
@@ -19,15 +20,50 @@ from embedcache.data.corpus import Corpus
 
 log = logging.getLogger(__name__)
 
-WNUT17_URLS = {
-    "train.conll": "https://raw.githubusercontent.com/leondz/emerging_entities_17/master/wnut17train.conll",
-    "dev.conll": "https://raw.githubusercontent.com/leondz/emerging_entities_17/master/emerging.dev.conll",
-    "test.conll": "https://raw.githubusercontent.com/leondz/emerging_entities_17/master/emerging.test.annotated",
-}
-_LINES = (
-    "https://raw.githubusercontent.com/UniversalDependencies/UD_English-LinES/master/en_lines-ud-{}.conllu"
-)
-UD_LINES_URLS = {f"{split}.conllu": _LINES.format(split) for split in ("train", "dev", "test")}
+
+@dataclass(frozen=True)
+class CorpusSource:
+    """Where a corpus comes from and under which terms: what ``embedcache download`` fetches.
+
+    Attributes:
+        name: the folder under the data directory, and the name on the command line.
+        title: the corpus's name for people.
+        repository: the GitHub repository of the original.
+        license: the license of the data.
+        urls: local file name → the URL it is downloaded from.
+    """
+
+    name: str
+    title: str
+    repository: str
+    license: str
+    urls: dict[str, str]
+
+
+def _ud_urls(repository: str, prefix: str) -> dict[str, str]:
+    raw = f"https://raw.githubusercontent.com/{repository}/master/{prefix}-ud-{{}}.conllu"
+    return {f"{split}.conllu": raw.format(split) for split in ("train", "dev", "test")}
+
+
+_WNUT17 = "https://raw.githubusercontent.com/leondz/emerging_entities_17/master/"
+_LINES, _ESLSPOK = "UniversalDependencies/UD_English-LinES", "UniversalDependencies/UD_English-ESLSpok"
+CORPORA: dict[str, CorpusSource] = {
+    source.name: source
+    for source in [
+        CorpusSource(
+            "wnut17", "WNUT-17 Emerging and Rare Entities", "leondz/emerging_entities_17", "CC BY 4.0",
+            {"train.conll": _WNUT17 + "wnut17train.conll", "dev.conll": _WNUT17 + "emerging.dev.conll",
+             "test.conll": _WNUT17 + "emerging.test.annotated"},
+        ),
+        CorpusSource("ud_english_lines", "Universal Dependencies English-LinES", _LINES, "CC BY-SA 4.0",
+                     _ud_urls(_LINES, "en_lines")),
+        CorpusSource("ud_english_eslspok", "Universal Dependencies English-ESLSpok", _ESLSPOK, "CC BY-SA 4.0",
+                     _ud_urls(_ESLSPOK, "en_eslspok")),
+    ]
+}  # fmt: skip
+WNUT17_URLS = CORPORA["wnut17"].urls
+UD_LINES_URLS = CORPORA["ud_english_lines"].urls
+UD_ESLSPOK_URLS = CORPORA["ud_english_eslspok"].urls
 
 
 def data_root() -> Path:
@@ -35,26 +71,37 @@ def data_root() -> Path:
     return Path(os.environ.get("EMBEDCACHE_DATA", Path("..") / "shared" / "data"))
 
 
-def ensure_files(folder: Path, urls: dict[str, str], download: bool) -> None:
+def ensure_files(folder: Path, urls: dict[str, str], download: bool) -> list[str]:
     """Check that every file is in ``folder``; fetch the missing ones when ``download`` is set.
+
+    Each download is written to a temporary file in ``folder`` and renamed when complete, so a download cut
+    halfway never takes the real name (and its temporary file is removed).
+
+    Returns:
+        The names of the files downloaded (none when all were there).
 
     Raises:
         FileNotFoundError: a file is missing and ``download`` is False.
+        OSError: a download failed (``urllib.error.URLError`` for the network).
     """
     missing = [name for name in urls if not (folder / name).is_file()]
     if missing and not download:
         raise FileNotFoundError(
             f"{folder}: missing {', '.join(missing)}; set EMBEDCACHE_DATA, pass root=..., or download=True"
+            " (on the command line: embedcache download)"
         )
     folder.mkdir(parents=True, exist_ok=True)
     for name in missing:
         log.info("downloading %s", urls[name])
-        with (
-            urllib.request.urlopen(urls[name], timeout=60) as response,
-            tempfile.NamedTemporaryFile(dir=folder, delete=False) as partial,
-        ):
-            shutil.copyfileobj(response, partial)
-        os.replace(partial.name, folder / name)  # a download cut halfway never takes the real name
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{name}.", delete=False) as partial:
+            try:
+                with urllib.request.urlopen(urls[name], timeout=60) as response:
+                    shutil.copyfileobj(response, partial)
+            except BaseException:
+                Path(partial.name).unlink(missing_ok=True)
+                raise
+        os.replace(partial.name, folder / name)
+    return missing
 
 
 def WNUT17(root: str | Path | None = None, download: bool = False) -> Corpus:
@@ -71,6 +118,15 @@ def UD_English_LinES(root: str | Path | None = None, download: bool = False) -> 
     ensure_files(folder, UD_LINES_URLS, download)
     splits = [list(read_conllu(folder / name)) for name in UD_LINES_URLS]
     return Corpus(*splits, name="UD English-LinES")
+
+
+def UD_English_ESLSpok(root: str | Path | None = None, download: bool = False) -> Corpus:
+    """UD English-ESLSpok (spoken second-language English) with UPOS tags: 1,856 train, 232 dev, 232 test
+    sentences."""
+    folder = Path(root) if root is not None else data_root() / "ud_english_eslspok"
+    ensure_files(folder, UD_ESLSPOK_URLS, download)
+    splits = [list(read_conllu(folder / name)) for name in UD_ESLSPOK_URLS]
+    return Corpus(*splits, name="UD English-ESLSpok")
 
 
 def ColumnCorpus(

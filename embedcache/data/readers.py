@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
-from embedcache.data.conll import DataFormatError, decoded_lines, read_column_file, read_conllu
+from embedcache.data.conll import (
+    DataFormatError,
+    decoded_lines,
+    is_column_file_comment,
+    read_column_file,
+    read_conllu,
+)
 from embedcache.data.sentence import TaggedSentence
 from embedcache.data.tokenize import tokenize_pretokenized
 
@@ -113,7 +119,7 @@ def _conll_documents(path: Path, format: InputFormat, name: str) -> Iterator[Doc
 def _columns_of_first_token_line(path: Path, name: str) -> int:
     with path.open("rb") as stream:
         for _, line in decoded_lines(stream, name):
-            if line.strip():
+            if line.strip() and not is_column_file_comment(line):
                 return len(line.split("\t") if "\t" in line else line.split())
     return 1
 

@@ -3,14 +3,21 @@
 Each writer takes :class:`~embedcache.models.predict.Prediction` objects (what ``SequenceTagger.predict``
 returns) and writes them in order, one at a time, so a caller can stream chunk after chunk:
 
-- ``conll``: ``token<TAB>tag`` per line, an empty line after each sentence;
-- ``jsonl``: one JSON object per prediction (:meth:`Prediction.to_json`: tokens, tags, confidences, spans
-  with character offsets into the input text where there was one);
-- ``inline``: one line per prediction, the text with its spans marked (``[Apple]ORG is looking ...``) or,
-  for plain tags such as POS, every token followed by its tag (``Apple/PROPN is/AUX ...``).
+- ``conll``: ``token<TAB>tag`` per line, an empty line after each sentence. A prediction of an input line
+  (raw text or a line of tokens) starts with ``# newdoc id = FILE:LINE`` (``# newdoc`` where the source is
+  not known), even when the line gave no sentence, and each of its sentences with ``# text = SENTENCE``,
+  as in CoNLL-U: the tokens of every input line, and the line they came from, read back from the output.
+  In those comments, tabs and characters that other programs take for line breaks are written as spaces;
+  the JSON lines have the exact text and offsets;
+- ``jsonl``: one JSON object per prediction (:meth:`Prediction.to_json`: text, tokens, tags, confidences,
+  token offsets into the input text where there was one, and for span schemes the spans);
+- ``inline``: one line per prediction, the text with ``[STRETCH|LABEL]`` markup (see
+  :mod:`embedcache.data.inline`).
 
 Example:
     >>> write_conll(tagger.predict(["Anna lives in Rome."]), sys.stdout)  # doctest: +SKIP
+    # newdoc
+    # text = Anna lives in Rome.
     Anna	B-PER
     lives	O
     ...
@@ -28,6 +35,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, TextIO, get_args
 
+from embedcache.data.inline import inline_markup
 from embedcache.temporaries import remove_leftovers, temporary_prefix
 
 if TYPE_CHECKING:  # types only: data sits upstream of models at run time
@@ -39,88 +47,69 @@ OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 
 
 def write_conll(predictions: Iterable[Prediction], stream: TextIO) -> None:
-    """``token<TAB>tag`` lines, an empty line after each sentence.
+    """``token<TAB>tag`` lines, an empty line after each sentence; comments mark input lines (see above).
 
-    A document of several sentences gives several blocks; a prediction without tokens gives none, so the
+    A document of several sentences gives several blocks; a prediction without tokens gives no block, so the
     output reads back with :func:`~embedcache.data.conll.read_column_file` into the same sentences.
     """
     for prediction in predictions:
-        starts = prediction.sentence_starts or [0]
-        for start, end in zip(starts, [*starts[1:], len(prediction.tokens)], strict=True):
-            if start == end:
-                continue
+        if prediction.text is not None:
+            source = prediction.source
+            stream.write("# newdoc\n" if source is None else f"# newdoc id = {_comment_value(source)}\n")
+        for start, end in prediction.sentence_bounds():
+            if prediction.text is not None and prediction.offsets is not None:
+                stream.write(f"# text = {_comment_value(_sentence_text(prediction, start, end))}\n")
             tokens, tags = prediction.tokens[start:end], prediction.tags[start:end]
             stream.writelines(f"{token}\t{tag}\n" for token, tag in zip(tokens, tags, strict=True))
             stream.write("\n")
+
+
+def _sentence_text(prediction: Prediction, start: int, end: int) -> str:
+    """The text from the first character of token ``start`` to the last of token ``end - 1``."""
+    offsets, tokens = prediction.offsets or [], prediction.tokens
+    return (prediction.text or "")[offsets[start] : offsets[end - 1] + len(tokens[end - 1])]
+
+
+# A tab, and what str.splitlines() (and so many other line readers) takes for a line break besides "\n".
+_NOT_IN_COMMENTS = str.maketrans(dict.fromkeys("\t\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029", " "))
+
+
+def _comment_value(text: str) -> str:
+    """``text`` fit for a one-line comment: tabs and line-break characters become spaces (same length)."""
+    return text.translate(_NOT_IN_COMMENTS)
 
 
 # Characters that JSON leaves unescaped but ``str.splitlines`` (and other line splitters) break lines at.
 _LINE_BREAKS_IN_JSON = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
-def write_jsonl(predictions: Iterable[Prediction], stream: TextIO) -> None:
-    """One JSON object per prediction and line (UTF-8 text, not ``\\u`` escapes).
+def write_jsonl(predictions: Iterable[Prediction], stream: TextIO, scheme: Scheme = "BIO") -> None:
+    """One JSON object per prediction and line (UTF-8 text, not ``\\u`` escapes); spans for span schemes.
 
     The few characters that some readers take for a line break (NEL, U+2028, U+2029) are escaped, so that
     every way of splitting the output into lines gives one object per line.
     """
     for prediction in predictions:
-        record = json.dumps(prediction.to_json(), ensure_ascii=False)
+        record = json.dumps(prediction.to_json(scheme), ensure_ascii=False)
         stream.write(record.translate(_LINE_BREAKS_IN_JSON))  # only inside strings: escaping keeps it valid
         stream.write("\n")
 
 
 def write_inline(predictions: Iterable[Prediction], stream: TextIO, scheme: Scheme = "BIO") -> None:
-    """One line of :func:`inline_markup` per prediction."""
+    """One line of :func:`~embedcache.data.inline.inline_markup` per prediction."""
     for prediction in predictions:
         stream.write(inline_markup(prediction, scheme))
         stream.write("\n")
 
 
-def inline_markup(prediction: Prediction, scheme: Scheme = "BIO") -> str:
-    """The input text with the tags written into it, keeping its spacing where the text is known.
-
-    Span schemes (``BIO``, ``BIOES``) bracket each span and append its label: ``[Apple]ORG is looking``.
-    With ``plain`` tags every token is followed by ``/TAG``: ``Apple/PROPN is/AUX``. Predictions without a
-    text (token input) are written as their tokens joined by single spaces. Brackets already in the text
-    are not escaped.
-    """
-    text, offsets = _text_and_offsets(prediction)
-    tokens = prediction.tokens
-    marks: list[tuple[int, str]] = []  # (character position, what to insert), in increasing position
-    if scheme == "plain":
-        for token, offset, tag in zip(tokens, offsets, prediction.tags, strict=True):
-            marks.append((offset + len(token), f"/{tag}"))
-    else:
-        for span in prediction.spans:
-            last = span.end - 1
-            marks += [(offsets[span.start], "["), (offsets[last] + len(tokens[last]), f"]{span.label}")]
-    pieces, cursor = [], 0
-    for position, mark in marks:
-        pieces += [text[cursor:position], mark]
-        cursor = position
-    pieces.append(text[cursor:])
-    return "".join(pieces)
-
-
-def _text_and_offsets(prediction: Prediction) -> tuple[str, list[int]]:
-    if prediction.text is not None and prediction.offsets is not None:
-        return prediction.text, prediction.offsets
-    offsets, cursor = [], 0
-    for token in prediction.tokens:
-        offsets.append(cursor)
-        cursor += len(token) + 1
-    return " ".join(prediction.tokens), offsets
-
-
 def write_predictions(
     predictions: Iterable[Prediction], stream: TextIO, format: OutputFormat, scheme: Scheme = "BIO"
 ) -> None:
-    """Write in ``format`` (``"conll"``, ``"jsonl"`` or ``"inline"``); ``scheme`` matters for inline only."""
+    """Write in ``format`` (``"conll"``, ``"jsonl"`` or ``"inline"``); ``scheme``: the tags' scheme."""
     if format == "conll":
         write_conll(predictions, stream)
     elif format == "jsonl":
-        write_jsonl(predictions, stream)
+        write_jsonl(predictions, stream, scheme)
     elif format == "inline":
         write_inline(predictions, stream, scheme)
     else:

@@ -1,7 +1,10 @@
-"""Contextual string embeddings from Flair character LMs: memory-exact, one gather per batch.
+"""Contextual string embeddings from character LMs: memory-exact, one gather per batch.
 
-:class:`CharLMEncoder` is the core: text → character ids → LM states → token vectors, all per batch.
-:class:`CharLMEmbeddings` is the Flair face over it, a drop-in for ``flair.embeddings.FlairEmbeddings``.
+:class:`CharLMEncoder` is the core: text → character ids → LM states → token vectors, all per batch. It runs
+embedcache's native :class:`~embedcache.embeddings.char_language_model.CharLanguageModel` or Flair's
+``LanguageModel`` alike, and imports no Flair itself.
+:class:`~embedcache.embeddings.flair_faces.CharLMEmbeddings` is the Flair face over it, a drop-in for
+``flair.embeddings.FlairEmbeddings``.
 
 Vectors equal Flair's bit for bit on the CPU for the same LM, batch and options, because the LM sees the same
 character ids in the same chunks and each token reads the same time step (see
@@ -15,16 +18,10 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import astuple
 from itertools import chain
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import flair
 import numpy as np
 import torch
-from flair.data import Sentence
-from flair.embeddings import TokenEmbeddings
-from flair.embeddings.base import register_embeddings
-from flair.models import LanguageModel
 
 from embedcache.embeddings.base import (
     TokenizedSentences,
@@ -34,9 +31,10 @@ from embedcache.embeddings.base import (
     check_whitespace_after,
     sentence_offsets,
 )
+from embedcache.embeddings.char_language_model import CharLanguageModel
 from embedcache.embeddings.chars import CharIndex
 from embedcache.embeddings.gather import gather_padded, gather_rows, row_views
-from embedcache.embeddings.language_model import lm_settings, resolve_language_model
+from embedcache.embeddings.language_model import default_lm_name, is_language_model
 from embedcache.embeddings.positions import (
     ExtractionOptions,
     flat_state_rows,
@@ -44,46 +42,54 @@ from embedcache.embeddings.positions import (
     sentence_text,
     token_time_steps,
 )
+from embedcache.lazy_imports import lazy_exports
 from embedcache.settings import get_storage_mode
+
+if TYPE_CHECKING:
+    from flair.models import LanguageModel
 
 # 2: plain-text sentences keep their last tokens' whitespace characters (positions.sentence_text).
 _FINGERPRINT_VERSION = b"embedcache.charlm/2"
 
 
 class CharLMEncoder(torch.nn.Module):
-    """Runs a Flair ``LanguageModel`` over a batch and extracts every token's vector.
+    """Runs a character LM over a batch and extracts every token's vector.
 
     Args:
-        lm: the character language model (forward or backward).
+        lm: the character language model (forward or backward): a native :class:`CharLanguageModel` or a
+            Flair ``LanguageModel`` (with ``fine_tune`` the parameters of that very object are trained).
         chars_per_chunk: characters per LM pass; longer texts are run in chunks with the state carried over.
         with_whitespace: take the state after the separator following a token, else after its last character.
         tokenized_lm: the LM reads tokens joined by single spaces, else the original spacing.
         is_lower: lower-case the text before the LM reads it.
         fine_tune: let gradients reach the LM (then vectors change during training and are never cached).
+        name: what the embedder is called in a saved model (``embedcache info``); the LM's direction and size
+            by default.
     """
 
     def __init__(
         self,
-        lm: LanguageModel,
+        lm: CharLanguageModel | LanguageModel,
         *,
         chars_per_chunk: int = 512,
         with_whitespace: bool = True,
         tokenized_lm: bool = True,
         is_lower: bool = False,
         fine_tune: bool = False,
+        name: str | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(chars_per_chunk, int) or chars_per_chunk < 1:
             raise ValueError(f"chars_per_chunk must be a positive int, got {chars_per_chunk!r}")
-        if not isinstance(lm, LanguageModel):
+        if not is_language_model(lm):
             why = " (Flair's LanguageModel.to() and .cuda() return None: move the model, then pass it)"
-            raise TypeError(
-                f"expected a flair LanguageModel, got {type(lm).__name__}{why if lm is None else ''}"
-            )
+            got = f"{type(lm).__name__}{why if lm is None else ''}"
+            raise TypeError(f"expected a CharLanguageModel or a flair LanguageModel, got {got}")
         self.lm = lm
         self.chars = CharIndex(lm.dictionary)
         self.chars_per_chunk = chars_per_chunk
         self.fine_tune = fine_tune
+        self.name = name or default_lm_name(lm)
         self.options = ExtractionOptions(
             is_forward_lm=lm.is_forward_lm,
             with_whitespace=with_whitespace,
@@ -101,6 +107,11 @@ class CharLMEncoder(torch.nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.lm.parameters()).device
+
+    @property
+    def static_embeddings(self) -> bool:
+        """True unless fine-tuned: then the vectors change as the LM trains, and must not be cached."""
+        return not self.fine_tune
 
     def train(self, mode: bool = True) -> CharLMEncoder:
         # The LM's dropout stays off unless it is being fine-tuned, as in Flair.
@@ -200,114 +211,6 @@ class CharLMEncoder(torch.nn.Module):
         return digest.hexdigest()
 
 
-def _flair_lowercases(model: object) -> bool:
-    """Flair lower-cases the text for some of its named LMs (the CLEF-HIPE ones); so do we."""
-    if not isinstance(model, str) or Path(model).exists():
-        return False
-    from embedcache.embeddings.flair_names import lookup_flair_lm
-
-    named = lookup_flair_lm(model)
-    return named is not None and named.is_lower
-
-
-@register_embeddings("embedcache.CharLMEmbeddings")
-class CharLMEmbeddings(TokenEmbeddings):
-    """Contextual string embeddings with exact memory in every storage mode; a ``FlairEmbeddings`` drop-in.
-
-    Swap ``FlairEmbeddings(lm)`` for ``CharLMEmbeddings(lm)`` inside ``StackedEmbeddings``, ``SequenceTagger``
-    and ``ModelTrainer``; add :class:`embedcache.interop.StorageModePlugin` to the trainer's plugins so the
-    global storage mode follows its ``embeddings_storage_mode``.
-
-    Args:
-        model: a ``flair.models.LanguageModel``, a Flair LM checkpoint (``.pt``, loaded with
-            ``weights_only=True``), an LM saved by embedcache (``.safetensors`` + ``.json``), or a Flair
-            model name (``"news-forward"``, ``"mix-backward"``, …), from Flair's cache folder or downloaded.
-        fine_tune, chars_per_chunk, with_whitespace, tokenized_lm, is_lower: as in ``FlairEmbeddings``.
-        name: the embedding name (key of ``Token.get_embedding``); derived from the model by default.
-        trust_remote_pickle: allow a full unpickle of a checkpoint the safe loader refuses (runs its code).
-
-    Example:
-        >>> emb = CharLMEmbeddings("lm-forward.pt")  # doctest: +SKIP
-        >>> emb.embed(flair.data.Sentence("I love Berlin ."))  # doctest: +SKIP
-    """
-
-    def __init__(
-        self,
-        model: LanguageModel | str | Path,
-        fine_tune: bool = False,
-        chars_per_chunk: int = 512,
-        with_whitespace: bool = True,
-        tokenized_lm: bool = True,
-        is_lower: bool = False,
-        name: str | None = None,
-        trust_remote_pickle: bool = False,
-    ) -> None:
-        super().__init__()
-        lm, default_name = resolve_language_model(model, trust_remote_pickle=trust_remote_pickle)
-        is_lower = is_lower or _flair_lowercases(model)
-        self.encoder = CharLMEncoder(
-            lm,
-            chars_per_chunk=chars_per_chunk,
-            with_whitespace=with_whitespace,
-            tokenized_lm=tokenized_lm,
-            is_lower=is_lower,
-            fine_tune=fine_tune,
-        )
-        self.name = name or default_name
-        self.fine_tune = fine_tune
-        self.static_embeddings = not fine_tune
-        self.to(flair.device)
-        self.eval()
-
-    @property
-    def embedding_length(self) -> int:
-        return self.encoder.embedding_length
-
-    @property
-    def lm(self) -> LanguageModel:
-        return self.encoder.lm
-
-    def train(self, mode: bool = True) -> CharLMEmbeddings:
-        return super().train(self.fine_tune and mode)
-
-    def embed_batch(
-        self, sentences: TokenizedSentences, whitespace_after: WhitespaceAfter | None = None
-    ) -> TokenVectors:
-        """The tensor-level path (see :meth:`CharLMEncoder.embed_batch`), for the cache and the tagger."""
-        return self.encoder.embed_batch(sentences, whitespace_after)
-
-    def fingerprint(self) -> str:
-        return self.encoder.fingerprint()
-
-    def _add_embeddings_internal(self, sentences: list[Sentence]) -> list[Sentence]:
-        tokens = [[token.text for token in sentence.tokens] for sentence in sentences]
-        spaces = [[token.whitespace_after for token in sentence.tokens] for sentence in sentences]
-        vectors = self.encoder.token_tensors(tokens, spaces)
-        for token, vector in zip(chain.from_iterable(s.tokens for s in sentences), vectors, strict=True):
-            token.set_embedding(self.name, vector)
-        return sentences
-
-    def to_params(self) -> dict[str, Any]:
-        lm, options = self.encoder.lm, self.encoder.options
-        return {
-            "fine_tune": self.fine_tune,
-            "chars_per_chunk": self.encoder.chars_per_chunk,
-            "with_whitespace": options.with_whitespace,
-            "tokenized_lm": options.tokenized_lm,
-            "is_lower": options.is_lower,
-            "name": self.name,
-            "model_params": {
-                "dictionary": lm.dictionary,
-                **lm_settings(lm),
-                "has_decoder": lm.decoder is not None,
-            },
-        }
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> CharLMEmbeddings:
-        params = dict(params)
-        lm = LanguageModel(**params.pop("model_params"))
-        return cls(lm, **params)
-
-    def __str__(self) -> str:
-        return self.name
+# The Flair face lived in this module before it moved to flair_faces; it is still importable from here, and
+# importing it from here imports Flair, as it always did.
+__getattr__, __dir__ = lazy_exports(__name__, {"CharLMEmbeddings": "embedcache.embeddings.flair_faces"})

@@ -1,4 +1,4 @@
-"""Characters → a Flair LM dictionary's ids, for a whole batch at once.
+"""Characters → a character LM dictionary's ids (Flair's or the native one), for a whole batch at once.
 
 Flair converts every character with a Python dict lookup (``Dictionary.get_idx_for_items``). Here the batch is
 joined into one string, decoded as UTF-32 code points by a single ``str.encode`` call and looked up with a
@@ -8,10 +8,15 @@ sorted-array search, so the cost per character is C-level.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from flair.data import Dictionary
+
+if TYPE_CHECKING:
+    from flair.data import Dictionary
+
+    from embedcache.embeddings.char_language_model import CharacterDictionary
 
 # Flair maps characters missing from the dictionary to id 0 (``defaultdict(int)`` in get_idx_for_items),
 # which is ``<unk>`` in every dictionary built with ``add_unk=True``.
@@ -19,13 +24,13 @@ FLAIR_UNKNOWN_ID = 0
 
 
 class CharIndex:
-    """Vectorised character lookup into a Flair :class:`~flair.data.Dictionary`.
+    """Vectorised character lookup into a character LM's dictionary (a Flair ``Dictionary`` or native).
 
     Args:
         dictionary: the LM's character dictionary; only single-character items can match a character.
     """
 
-    def __init__(self, dictionary: Dictionary) -> None:
+    def __init__(self, dictionary: Dictionary | CharacterDictionary) -> None:
         codepoints, ids = [], []
         for idx, item in enumerate(dictionary.idx2item):
             text = item.decode("utf-8")

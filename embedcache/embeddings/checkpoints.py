@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
-from flair.data import Dictionary
 
 
 def plain_dict(default_factory: object) -> dict:
@@ -54,8 +53,16 @@ def plain_dict(default_factory: object) -> dict:
 # Globals renamed while re-encoding, so that the safe unpickler only ever sees allow-listed names.
 _GLOBAL_RENAMES = {("collections", "defaultdict"): (__name__, plain_dict.__name__)}
 
-# Classes a Flair LanguageModel checkpoint needs beyond tensors and plain containers.
-FLAIR_LM_ALLOWED_GLOBALS: list[Any] = [Dictionary, plain_dict, int]
+
+def flair_lm_allowed_globals() -> list[Any]:
+    """Classes a Flair LanguageModel checkpoint needs beyond tensors and plain containers.
+
+    A function, not a constant, so that Flair is imported only when a Flair checkpoint is read.
+    """
+    from flair.data import Dictionary
+
+    return [Dictionary, plain_dict, int]
+
 
 _STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"}
 _BYTES_OPS = {"SHORT_BINBYTES", "BINBYTES", "BINBYTES8"}
@@ -255,8 +262,10 @@ def _is_zip_archive(path: Path) -> bool:
         return stream.read(4) == b"PK\x03\x04"
 
 
-def load_checkpoint(path: str | Path, allowed_globals: Iterable[Any] = FLAIR_LM_ALLOWED_GLOBALS) -> Any:
+def load_checkpoint(path: str | Path, allowed_globals: Iterable[Any] | None = None) -> Any:
     """``torch.load(path, weights_only=True)`` for protocol-4 checkpoints, with an allow-list of classes.
+
+    ``allowed_globals`` defaults to :func:`flair_lm_allowed_globals`.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -268,12 +277,13 @@ def load_checkpoint(path: str | Path, allowed_globals: Iterable[Any] = FLAIR_LM_
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     try:
+        allowed = flair_lm_allowed_globals() if allowed_globals is None else list(allowed_globals)
         with tempfile.TemporaryFile() as copy:
             source: Path | IO[bytes] = path
             if _is_zip_archive(path):
                 _rewrite_archive(path, copy)
                 source = copy
-            with torch.serialization.safe_globals(list(allowed_globals)):
+            with torch.serialization.safe_globals(allowed):
                 return torch.load(source, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
         raise UnsafeCheckpointError(f"{path}: refused by the safe loader: {error}") from error

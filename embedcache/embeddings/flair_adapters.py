@@ -2,12 +2,12 @@
 
 :func:`adapt_flair_embeddings` turns one Flair object into embedcache embedders:
 
-- ``FlairEmbeddings`` → :class:`~embedcache.embeddings.charlm.CharLMEmbeddings` over the *same*
+- ``FlairEmbeddings`` → a :class:`~embedcache.embeddings.charlm.CharLMEncoder` over the *same*
   ``LanguageModel`` object and options, so vectors are ``torch.equal`` to Flair's on the CPU and a
   ``fine_tune=True`` LM keeps training its own parameters;
 - ``StackedEmbeddings`` → its members, in order (nested stacks flattened);
-- ``WordEmbeddings`` → :class:`~embedcache.embeddings.words.WordEmbeddings` with Flair's table, including
-  its unknown-word row, and the same lower-case / digit fallback chain;
+- ``WordEmbeddings`` → :class:`~embedcache.embeddings.words.WordVectors` with Flair's table, including its
+  unknown-word row, and the same lower-case / digit fallback chain;
 - any other *static* Flair ``TokenEmbeddings`` → :class:`FlairTokenEmbedder`, which lets Flair embed a batch
   and takes the vectors out in one compact ``(n_tokens, D)`` block, so the cache keeps exactly
   ``n_tokens × D`` elements of it like every other embedder.
@@ -26,12 +26,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from flair.data import Dictionary, Sentence
 from flair.embeddings import FlairEmbeddings, StackedEmbeddings, TokenEmbeddings
 from flair.embeddings import WordEmbeddings as FlairWordEmbeddings
-from gensim.models import KeyedVectors
 
 from embedcache.embeddings.base import (
     TokenEmbedder,
@@ -42,8 +40,8 @@ from embedcache.embeddings.base import (
     check_whitespace_after,
     sentence_offsets,
 )
-from embedcache.embeddings.charlm import CharLMEmbeddings
-from embedcache.embeddings.words import WordEmbeddings
+from embedcache.embeddings.charlm import CharLMEncoder
+from embedcache.embeddings.words import WordVectors
 from embedcache.settings import get_storage_mode
 
 _GENERIC_FINGERPRINT_VERSION = b"embedcache.flair-adapter/1"
@@ -75,9 +73,9 @@ def adapt_flair_embeddings(embeddings: object) -> list[TokenEmbedder]:
     )
 
 
-def charlm_from_flair(embeddings: FlairEmbeddings) -> CharLMEmbeddings:
+def charlm_from_flair(embeddings: FlairEmbeddings) -> CharLMEncoder:
     """embedcache's extractor over the ``FlairEmbeddings``' own LM object and options."""
-    return CharLMEmbeddings(
+    return CharLMEncoder(
         embeddings.lm,
         fine_tune=embeddings.fine_tune,
         chars_per_chunk=embeddings.chars_per_chunk,
@@ -88,7 +86,7 @@ def charlm_from_flair(embeddings: FlairEmbeddings) -> CharLMEmbeddings:
     )
 
 
-def words_from_flair(embeddings: FlairWordEmbeddings) -> WordEmbeddings:
+def words_from_flair(embeddings: FlairWordEmbeddings) -> WordVectors:
     """The same table (unknown-word row included) and the same fallbacks as Flair's ``WordEmbeddings``."""
     name = type(embeddings).__name__
     if embeddings.fine_tune:
@@ -103,13 +101,10 @@ def words_from_flair(embeddings: FlairWordEmbeddings) -> WordEmbeddings:
             f"{name}(stable=True) normalises its vectors with a layer norm that embedcache does not "
             "reproduce; use stable=False"
         )
-    table = embeddings.embedding.weight.detach().cpu()  # (V + 1, D): Flair's last row is the unknown word
+    table = embeddings.embedding.weight.detach().float().cpu()  # (V + 1, D): the last row is the unknown word
     words = _words_in_id_order(embeddings.vocab)
-    keyed = KeyedVectors(table.shape[1])
-    keyed.add_vectors(words, table[: len(words)].numpy().astype(np.float32, copy=False))
-    adapted = WordEmbeddings(keyed, lowercase_fallback=True, name=embeddings.name)
-    with torch.no_grad():
-        adapted.vectors[-1] = table[len(words)]
+    adapted = WordVectors(words, table[: len(words)].clone(), lowercase_fallback=True, name=embeddings.name)
+    adapted.vectors[-1] = table[len(words)]
     return adapted
 
 

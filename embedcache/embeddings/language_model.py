@@ -1,8 +1,11 @@
-"""Getting a Flair ``LanguageModel`` from an object, a Flair checkpoint, or embedcache's safetensors files.
+"""Getting a character LM from an object, a Flair checkpoint, or embedcache's safetensors files.
 
-Flair checkpoints are pickles; they are read with :func:`embedcache.embeddings.checkpoints.load_checkpoint`
-(``torch.load(weights_only=True)`` with an allow-list). embedcache's own format is a ``.safetensors`` file of
-weights beside a ``.json`` file of the configuration and the character dictionary: nothing to unpickle.
+embedcache's own format is a ``.safetensors`` file of weights beside a ``.json`` file of the configuration and
+the character dictionary: nothing to unpickle. It loads into the native
+:class:`~embedcache.embeddings.char_language_model.CharLanguageModel`, without importing Flair. Flair
+checkpoints are pickles; they are read with :func:`embedcache.embeddings.checkpoints.load_checkpoint`
+(``torch.load(weights_only=True)`` with an allow-list) into Flair's own ``LanguageModel``, the class Flair
+users and LM training work with. Either class feeds :class:`~embedcache.embeddings.charlm.CharLMEncoder`.
 """
 
 from __future__ import annotations
@@ -10,22 +13,30 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from flair.data import Dictionary
-from flair.models import LanguageModel
-from flair.nn.recurrent import create_recurrent_layer, rnn_layers
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from embedcache.embeddings.char_language_model import RECURRENT_LAYERS, CharacterDictionary, CharLanguageModel
 from embedcache.embeddings.checkpoints import UnsafeCheckpointError, load_checkpoint
+from embedcache.lazy_imports import is_instance_of
+
+if TYPE_CHECKING:
+    from flair.data import Dictionary
+    from flair.models import LanguageModel
 
 log = logging.getLogger(__name__)
 
 LM_FORMAT_VERSION = 1
 _MAX_LM_DIMENSION = 1 << 16  # a claim larger than this in a config is corruption, not a model
 MAX_LAYERS = 64  # Flair's char LMs have one; more than this is a crafted file (and slow to even describe)
+# The constructor arguments of both LM classes besides the dictionary, as saved in the JSON config.
+_SETTINGS = (
+    "is_forward_lm", "hidden_size", "nlayers", "embedding_size", "nout", "document_delimiter", "dropout",
+    "recurrent_type",
+)  # fmt: skip
 
 _CONFIG_TYPES: dict[str, type | tuple[type, ...]] = {
     "is_forward_lm": bool,
@@ -93,19 +104,10 @@ def check_weight_shapes(found: WeightShapes, expected: WeightShapes, weights: Pa
 
 
 def _expected_weights(config: dict[str, Any], n_characters: int) -> WeightShapes:
-    """The weights (no decoder) of the LM a checked config describes, built on the meta device: no memory."""
-    with torch.device("meta"):  # the layers LanguageModel.__init__ makes, without their storage
-        rnn, _ = create_recurrent_layer(
-            config["recurrent_type"], config["embedding_size"], config["hidden_size"], config["nlayers"]
-        )
-        parts = {"encoder": torch.nn.Embedding(n_characters, config["embedding_size"]), "rnn": rnn}
-        if config["nout"] is not None:
-            parts["proj"] = torch.nn.Linear(config["hidden_size"], config["nout"])
-    return {
-        f"{prefix}.{name}": (tuple(tensor.shape), tensor.dtype)
-        for prefix, module in parts.items()
-        for name, tensor in module.state_dict().items()
-    }
+    """The weights of the LM a checked config describes, built on the meta device: no memory."""
+    with torch.device("meta"):
+        skeleton = _native(config, CharacterDictionary(str(i) for i in range(n_characters)))
+    return {name: (tuple(tensor.shape), tensor.dtype) for name, tensor in skeleton.state_dict().items()}
 
 
 def _checked_config(config: object, source: Path) -> dict[str, Any]:
@@ -117,9 +119,10 @@ def _checked_config(config: object, source: Path) -> dict[str, Any]:
         raise ValueError(
             f"{source}: 'document_delimiter' has type {type(config['document_delimiter']).__name__}"
         )
-    if not isinstance(config["recurrent_type"], str) or config["recurrent_type"].lower() not in rnn_layers:
+    recurrent_type = config["recurrent_type"]
+    if not isinstance(recurrent_type, str) or recurrent_type.lower() not in RECURRENT_LAYERS:
         raise ValueError(
-            f"{source}: 'recurrent_type' {config['recurrent_type']!r} is not one of {list(rnn_layers)}"
+            f"{source}: 'recurrent_type' {recurrent_type!r} is not one of {list(RECURRENT_LAYERS)}"
         )
     for key, expected in _CONFIG_TYPES.items():
         if key not in config:
@@ -133,20 +136,22 @@ def _checked_config(config: object, source: Path) -> dict[str, Any]:
     return config
 
 
-def _build(config: dict[str, Any], dictionary: Dictionary) -> LanguageModel:
-    """The LM of a checked config whose weights were checked against it."""
-    return LanguageModel(
-        dictionary=dictionary,
-        is_forward_lm=config["is_forward_lm"],
-        hidden_size=config["hidden_size"],
-        nlayers=config["nlayers"],
-        embedding_size=config["embedding_size"],
-        nout=config["nout"],
-        document_delimiter=config["document_delimiter"],
-        dropout=float(config["dropout"]),
-        recurrent_type=config["recurrent_type"],
-        has_decoder=False,  # embeddings never decode; Flair's FlairEmbeddings drops it too
-    )
+def _settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The constructor arguments of a checked config (either LM class); a JSON ``0`` dropout is a float."""
+    return {**{key: config[key] for key in _SETTINGS}, "dropout": float(config["dropout"])}
+
+
+def _native(config: dict[str, Any], dictionary: CharacterDictionary) -> CharLanguageModel:
+    """The native LM of a checked config (its weights are random until loaded)."""
+    return CharLanguageModel(dictionary, **_settings(config))
+
+
+def _flair_lm(config: dict[str, Any], dictionary: Dictionary) -> LanguageModel:
+    """Flair's LM of a checked config whose weights were checked against it."""
+    from flair.models import LanguageModel
+
+    # Embeddings never decode; Flair's FlairEmbeddings drops the decoder too.
+    return LanguageModel(dictionary=dictionary, **_settings(config), has_decoder=False)
 
 
 def load_flair_checkpoint(path: str | Path, *, trust_remote_pickle: bool = False) -> LanguageModel:
@@ -157,6 +162,8 @@ def load_flair_checkpoint(path: str | Path, *, trust_remote_pickle: bool = False
         trust_remote_pickle: fall back to a full unpickle when the safe loader refuses the file. Unpickling
             runs any code the file contains: pass ``True`` only for files whose origin you trust.
     """
+    from flair.data import Dictionary
+
     path = Path(path)
     try:
         state = load_checkpoint(path)
@@ -176,26 +183,17 @@ def load_flair_checkpoint(path: str | Path, *, trust_remote_pickle: bool = False
     weights = {k: t for k, t in weights.items() if not k.startswith("decoder.")}  # embeddings never decode
     found = {name: (tuple(t.shape), t.dtype) for name, t in weights.items()}
     check_weight_shapes(found, _expected_weights(config, len(dictionary)), path, path)
-    lm = _build(config, dictionary)
+    lm = _flair_lm(config, dictionary)
     lm.load_state_dict(weights, strict=False)
     return lm.eval()
 
 
-def lm_settings(lm: LanguageModel) -> dict[str, Any]:
-    """The ``LanguageModel`` constructor arguments besides the dictionary: what rebuilds its shape."""
-    return {
-        "is_forward_lm": lm.is_forward_lm,
-        "hidden_size": lm.hidden_size,
-        "nlayers": lm.nlayers,
-        "embedding_size": lm.embedding_size,
-        "nout": lm.nout,
-        "document_delimiter": lm.document_delimiter,
-        "dropout": lm.dropout,
-        "recurrent_type": lm.recurrent_type,
-    }
+def lm_settings(lm: CharLanguageModel | LanguageModel) -> dict[str, Any]:
+    """The LM constructor arguments besides the dictionary: what rebuilds its shape (either class)."""
+    return {key: getattr(lm, key) for key in _SETTINGS}
 
 
-def save_language_model(lm: LanguageModel, path: str | Path) -> None:
+def save_language_model(lm: CharLanguageModel | LanguageModel, path: str | Path) -> None:
     """Write ``path.safetensors`` (weights, no decoder) and ``path.json`` (configuration, characters)."""
     path = Path(path)
     config = {
@@ -211,8 +209,12 @@ def save_language_model(lm: LanguageModel, path: str | Path) -> None:
     path.with_suffix(".json").write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
-def load_language_model(path: str | Path) -> LanguageModel:
-    """Load an LM written by :func:`save_language_model` (``path`` with or without a suffix)."""
+def load_language_model(path: str | Path) -> CharLanguageModel:
+    """Load an LM written by :func:`save_language_model` (``path`` with or without a suffix), natively.
+
+    The model is built on the meta device and takes the file's tensors as its parameters: nothing is
+    allocated twice, and no random initialisation is computed only to be overwritten.
+    """
     path = Path(path)
     config_path, weights_path = path.with_suffix(".json"), path.with_suffix(".safetensors")
     try:
@@ -225,20 +227,30 @@ def load_language_model(path: str | Path) -> LanguageModel:
     characters = config.get("characters")
     if not isinstance(characters, list) or not all(isinstance(c, str) for c in characters):
         raise ValueError(f"{config_path}: 'characters' must be a list of strings")
-    dictionary = Dictionary(add_unk=False)
-    for character in characters:
-        dictionary.add_item(character)
-    dictionary.add_unk = bool(config.get("add_unk", True))
+    dictionary = CharacterDictionary(characters, add_unk=bool(config.get("add_unk", True)))
     expected = _expected_weights(config, len(dictionary))
     check_weight_shapes(weights_file_shapes(weights_path), expected, weights_path, config_path)
-    lm = _build(config, dictionary)
-    lm.load_state_dict(load_file(str(weights_path)), strict=True)
+    with torch.device("meta"):
+        lm = _native(config, dictionary)
+    lm.load_state_dict(load_file(str(weights_path)), strict=True, assign=True)
     return lm.eval()
 
 
+def is_language_model(value: object) -> bool:
+    """A native :class:`CharLanguageModel` or a Flair ``LanguageModel`` (checked without importing Flair)."""
+    return isinstance(value, CharLanguageModel) or is_instance_of(
+        value, "flair.models.language_model", "LanguageModel"
+    )
+
+
+def default_lm_name(lm: CharLanguageModel | LanguageModel) -> str:
+    """A name for an LM that came as an object, not a file: ``CharLM-forward-2048``."""
+    return f"CharLM-{'forward' if lm.is_forward_lm else 'backward'}-{lm.hidden_size}"
+
+
 def resolve_language_model(
-    source: LanguageModel | str | Path, *, trust_remote_pickle: bool = False
-) -> tuple[LanguageModel, str]:
+    source: CharLanguageModel | LanguageModel | str | Path, *, trust_remote_pickle: bool = False
+) -> tuple[CharLanguageModel | LanguageModel, str]:
     """An LM and a readable name for it, from an object, a Flair ``.pt`` checkpoint, safetensors files, or a
     Flair model name such as ``"news-forward"`` (see :mod:`embedcache.embeddings.flair_names`).
 
@@ -246,10 +258,10 @@ def resolve_language_model(
         FileNotFoundError: no such file and no such Flair name, or a named model that is neither in Flair's
             cache nor downloadable (the message says where to put it).
     """
-    if isinstance(source, LanguageModel):
-        return source, f"CharLM-{'forward' if source.is_forward_lm else 'backward'}-{source.hidden_size}"
+    if is_language_model(source):
+        return source, default_lm_name(source)  # type: ignore[arg-type,return-value]
     if not isinstance(source, (str, Path)):
-        raise TypeError(f"expected a flair LanguageModel or a path, got {type(source).__name__}")
+        raise TypeError(f"expected a character LanguageModel or a path, got {type(source).__name__}")
     path = Path(source)
     if path.suffix in (".json", ".safetensors") or path.with_suffix(".safetensors").is_file():
         return load_language_model(path), str(path)

@@ -1,7 +1,10 @@
-"""Static word vectors (word2vec, GloVe, fastText) from gensim, as a ``TokenEmbedder`` and a Flair face.
+"""Static word vectors (word2vec, GloVe, fastText) as a ``TokenEmbedder``; files are read with gensim.
 
 A batch is embedded with one id lookup into a ``(V + 1, D)`` table, so the native path gets one
-``(n_tokens, D)`` tensor and the Flair face one ``unbind`` into views of it, never one tensor per token.
+``(n_tokens, D)`` tensor and the Flair face (:class:`~embedcache.embeddings.flair_faces.WordEmbeddings`) one
+``unbind`` into views of it, never one tensor per token. :class:`WordVectors` imports neither Flair nor
+gensim: a saved model's tables load without them; gensim is imported to read vector files, and for the
+subword vectors of fastText models.
 """
 
 from __future__ import annotations
@@ -14,17 +17,11 @@ import struct
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import flair
 import numpy as np
 import torch
 import torch.nn.functional as F
-from flair.data import Sentence
-from flair.embeddings import TokenEmbeddings
-from flair.embeddings.base import register_embeddings
-from gensim.models import KeyedVectors
-from gensim.models.fasttext import FastTextKeyedVectors, ft_ngram_hashes, load_facebook_vectors
 
 from embedcache.embeddings.base import (
     TokenizedSentences,
@@ -33,12 +30,16 @@ from embedcache.embeddings.base import (
     check_sentences,
     sentence_offsets,
 )
+from embedcache.lazy_imports import lazy_exports
 from embedcache.settings import get_storage_mode
+
+if TYPE_CHECKING:
+    from gensim.models import KeyedVectors
 
 logger = logging.getLogger(__name__)
 
 VectorFormat = Literal["auto", "word2vec-binary", "word2vec-text", "glove", "fasttext-bin", "gensim"]
-FINGERPRINT_VERSION = "embedcache.WordEmbeddings/1"
+FINGERPRINT_VERSION = "embedcache.WordEmbeddings/1"  # the class's old name: fingerprints stay the same
 _FASTTEXT_MAGIC = struct.pack("<i", 793712314)  # first int32 of every Facebook fastText .bin since 2017
 _DIGIT = re.compile(r"\d")
 _MAX_CACHED_FALLBACKS = 1_000_000  # bounds the fallback cache on endless streams of unseen words
@@ -74,6 +75,9 @@ def load_keyed_vectors(
         FileNotFoundError: ``path`` does not exist.
         ValueError: the file cannot be parsed, or it is a gensim native file and ``allow_pickle`` is False.
     """
+    from gensim.models import KeyedVectors
+    from gensim.models.fasttext import load_facebook_vectors
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"word vector file not found: {path}")
@@ -99,60 +103,69 @@ def load_keyed_vectors(
     return kv
 
 
-@register_embeddings("embedcache.WordEmbeddings")
-class WordEmbeddings(TokenEmbeddings):
-    """Static word vectors, as a ``TokenEmbedder`` (:meth:`embed_batch`) and a Flair ``TokenEmbeddings``.
+class WordVectors(torch.nn.Module):
+    """Static word vectors as a ``TokenEmbedder``: one table lookup per batch.
 
     A word is looked up as is; then, if ``lowercase_fallback``, as ``word.lower()``, with every digit of
     that replaced by ``#``, and by ``0`` (the same chain as Flair 0.15's ``WordEmbeddings``, so models
     trained with either see the same vectors). A word found nowhere gets an all-zero vector (an extra
-    last row of the table), except with fastText ``.bin`` sources: there it gets gensim's subword vector,
-    the mean of its character n-gram vectors (zero if it has no n-grams). The n-gram table is kept in
-    the module state, so a saved and reloaded model gives OOV words the same vectors.
-
-    Example:
-        >>> emb = WordEmbeddings("glove.6B.100d.txt")  # doctest: +SKIP
-        >>> emb.embed_batch([["Apple", "eats", "pies"]]).vectors.shape  # doctest: +SKIP
-        torch.Size([3, 100])
+    last row of the table), except with fastText subwords: there it gets gensim's subword vector, the mean
+    of its character n-gram vectors (zero if it has no n-grams). The n-gram table is kept in the module
+    state, so a saved and reloaded model gives OOV words the same vectors.
 
     Args:
-        source: a gensim ``KeyedVectors`` (a ``FastTextKeyedVectors`` keeps its subword vectors) or a
-            file: ``.bin`` (word2vec binary, or fastText by its magic number), ``.txt``/``.vec``
-            (word2vec text, or GloVe when the first line is not a ``count dim`` header), ``.kv``/
-            ``.gensim``/``.model`` (gensim native, which is pickle).
-        format: the file format; ``"auto"`` guesses it as described for ``source``.
+        vocabulary: the words, in the order of the rows of ``vectors``.
+        vectors: ``(V, D)`` float32 word vectors.
         lowercase_fallback: try the lower-cased and digit-normalised forms of words not found as is.
-        name: the Flair embedding name; defaults to the file path.
-        allow_pickle: allow loading gensim native files. Pickle runs code from the file: trusted files only.
+        subword: fastText's ``(min_n, max_n, buckets)``, with ``ngram_vectors`` of ``(buckets, D)``.
+        name: what the embedder is called (the Flair embedding name of its face).
+
+    Example:
+        >>> words = WordVectors.from_keyed_vectors(load_keyed_vectors("glove.6B.100d.txt"))  # doctest: +SKIP
+        >>> words.embed_batch([["Apple", "eats", "pies"]]).vectors.shape  # doctest: +SKIP
+        torch.Size([3, 100])
     """
+
+    static_embeddings = True  # the vectors never change, so they may be cached
 
     def __init__(
         self,
-        source: KeyedVectors | str | PathLike[str],
+        vocabulary: Sequence[str],
+        vectors: torch.Tensor,
         *,
-        format: VectorFormat = "auto",
         lowercase_fallback: bool = True,
-        name: str | None = None,
-        allow_pickle: bool = False,
+        subword: tuple[int, int, int] | None = None,
+        ngram_vectors: torch.Tensor | None = None,
+        name: str = "words",
     ) -> None:
         super().__init__()
-        from_file = not isinstance(source, KeyedVectors)
-        kv = load_keyed_vectors(source, format, allow_pickle) if from_file else source
-        self.name = name if name is not None else str(source) if from_file else "words"
-        self.static_embeddings = True
+        if (subword is None) != (ngram_vectors is None):
+            raise ValueError("subword and ngram_vectors go together: give both or neither")
+        self.name = name
         self.lowercase_fallback = lowercase_fallback
-        self.vocabulary: list[str] = [str(word) for word in kv.index_to_key]
+        self.vocabulary: list[str] = list(vocabulary)
         self._vocab: dict[str, int] = {word: i for i, word in enumerate(self.vocabulary)}
         self._fallback_ids: dict[str, int] = {}
-        vectors = torch.as_tensor(np.asarray(kv.vectors, dtype=np.float32))  # (V, D)
-        zero_row = vectors.new_zeros(1, kv.vector_size)  # the vector of words found nowhere
+        zero_row = vectors.new_zeros(1, vectors.shape[1])  # the vector of words found nowhere
         self.register_buffer("vectors", torch.cat([vectors, zero_row]))  # (V + 1, D)
-        self.subword: tuple[int, int, int] | None = None
+        self.subword = subword
+        if ngram_vectors is not None:
+            self.register_buffer("ngram_vectors", ngram_vectors)  # (buckets, D)
+
+    @classmethod
+    def from_keyed_vectors(
+        cls, kv: KeyedVectors, *, lowercase_fallback: bool = True, name: str = "words"
+    ) -> WordVectors:
+        """The vectors of a gensim ``KeyedVectors``; a ``FastTextKeyedVectors`` keeps its subword vectors."""
+        from gensim.models.fasttext import FastTextKeyedVectors
+
+        vectors = torch.as_tensor(np.asarray(kv.vectors, dtype=np.float32))  # (V, D)
+        subword, ngrams = None, None
         if isinstance(kv, FastTextKeyedVectors) and kv.bucket > 0:
-            self.subword = (kv.min_n, kv.max_n, kv.bucket)
-            ngrams = torch.as_tensor(np.asarray(kv.vectors_ngrams, dtype=np.float32))  # (bucket, D)
-            self.register_buffer("ngram_vectors", ngrams.clone())
-        self.to(flair.device)
+            subword = (kv.min_n, kv.max_n, kv.bucket)
+            ngrams = torch.as_tensor(np.asarray(kv.vectors_ngrams, dtype=np.float32)).clone()  # (bucket, D)
+        return cls([str(word) for word in kv.index_to_key], vectors, lowercase_fallback=lowercase_fallback,
+                   subword=subword, ngram_vectors=ngrams, name=name)  # fmt: skip
 
     @property
     def embedding_length(self) -> int:
@@ -187,14 +200,6 @@ class WordEmbeddings(TokenEmbeddings):
 
     def _tables(self) -> list[torch.Tensor]:
         return [self.vectors] if self.subword is None else [self.vectors, self.ngram_vectors]
-
-    def _add_embeddings_internal(self, sentences: list[Sentence]) -> list[Sentence]:
-        """Flair face: one lookup for the batch, then per-token views from a single ``unbind``."""
-        batch = self.embed_batch([[token.text for token in sentence] for sentence in sentences])
-        tokens = [token for sentence in sentences for token in sentence]
-        for token, vector in zip(tokens, batch.vectors.unbind(0), strict=True):
-            token.set_embedding(self.name, vector)
-        return sentences
 
     def _lookup(self, words: Sequence[str]) -> torch.Tensor:
         """The ``(len(words), D)`` vectors of ``words``: one ``embedding`` call, then OOV subwords."""
@@ -231,6 +236,8 @@ class WordEmbeddings(TokenEmbeddings):
 
     def _subword_vectors(self, words: list[str]) -> torch.Tensor:
         """gensim's fastText OOV vectors: the mean of each word's n-gram vectors, zero without n-grams."""
+        from gensim.models.fasttext import ft_ngram_hashes
+
         assert self.subword is not None
         min_n, max_n, bucket = self.subword
         hashes = [ft_ngram_hashes(word, min_n, max_n, bucket) for word in words]
@@ -240,7 +247,7 @@ class WordEmbeddings(TokenEmbeddings):
         return F.embedding_bag(flat, self.ngram_vectors, offsets, mode="mean")  # (len(words), D)
 
     def to_params(self) -> dict[str, Any]:
-        """Everything but the tables, which Flair saves with the module state."""
+        """Everything but the tables (which are the module state): what :meth:`from_params` rebuilds from."""
         return {
             "vocabulary": self.vocabulary,
             "embedding_length": self.embedding_length,
@@ -250,14 +257,20 @@ class WordEmbeddings(TokenEmbeddings):
         }
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> WordEmbeddings:
-        """Rebuild with zero tables of the saved shape; Flair then loads the state dict into them."""
+    def from_params(cls, params: dict[str, Any]) -> WordVectors:
+        """Zero tables of the saved shape, for the saved state dict to be loaded into."""
         vocabulary, dim, subword = params["vocabulary"], params["embedding_length"], params["subword"]
-        kv = KeyedVectors(dim) if subword is None else FastTextKeyedVectors(dim, *subword)
-        kv.add_vectors(vocabulary, np.zeros((len(vocabulary), dim), dtype=np.float32))
-        if subword is not None:
-            kv.vectors_ngrams = np.zeros((subword[2], dim), dtype=np.float32)
-        return cls(kv, lowercase_fallback=params["lowercase_fallback"], name=params["name"])
+        ngrams = None if subword is None else torch.zeros(subword[2], dim)
+        subword = None if subword is None else tuple(subword)  # JSON gives a list
+        name = params["name"] if params.get("name") is not None else "words"
+        vectors = torch.zeros(len(vocabulary), dim)
+        return cls(vocabulary, vectors, lowercase_fallback=params["lowercase_fallback"], subword=subword,
+                   ngram_vectors=ngrams, name=name)  # fmt: skip
 
     def extra_repr(self) -> str:
         return f"{len(self.vocabulary)} words, dim {self.embedding_length}, subword={self.subword}"
+
+
+# The Flair face lived in this module before it moved to flair_faces; it is still importable from here, and
+# importing it from here imports Flair, as it always did.
+__getattr__, __dir__ = lazy_exports(__name__, {"WordEmbeddings": "embedcache.embeddings.flair_faces"})

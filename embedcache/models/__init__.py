@@ -1,40 +1,15 @@
 """Sequence tagging models: the batched linear-chain CRF, tag dictionaries, tagging schemes and spans.
 
-``available()`` lists the bundled models, which ``SequenceTagger.load(name)`` loads by name.
+``available()`` lists the bundled models, which ``SequenceTagger.load(name)`` loads by name. Names are
+imported on first use (:mod:`embedcache.lazy_imports`).
 """
 
-from embedcache.models.catalog import available
-from embedcache.models.crf import CRF
-from embedcache.models.labels import (
-    Scheme,
-    Span,
-    SpanScheme,
-    TagDictionary,
-    UnknownTagError,
-    bio_to_bioes,
-    bioes_to_bio,
-    convert_scheme,
-    detect_scheme,
-    repair_bio,
-    spans_from_tags,
-    split_tag,
-    tags_from_spans,
-)
+from embedcache.lazy_imports import lazy_exports
 
-__all__ = [
-    "CRF",
-    "Scheme",
-    "Span",
-    "SpanScheme",
-    "TagDictionary",
-    "UnknownTagError",
-    "available",
-    "bio_to_bioes",
-    "bioes_to_bio",
-    "convert_scheme",
-    "detect_scheme",
-    "repair_bio",
-    "spans_from_tags",
-    "split_tag",
-    "tags_from_spans",
-]
+_LABELS = (
+    "Scheme", "Span", "SpanScheme", "TagDictionary", "UnknownTagError", "bio_to_bioes", "bioes_to_bio",
+    "convert_scheme", "detect_scheme", "repair_bio", "spans_from_tags", "split_tag", "tags_from_spans",
+)  # fmt: skip
+_EXPORTS = {"CRF": ".crf", "available": ".catalog", **dict.fromkeys(_LABELS, ".labels")}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

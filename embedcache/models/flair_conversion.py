@@ -36,19 +36,17 @@ import torch
 from flair.models import SequenceTagger as FlairSequenceTagger
 from torch.torch_version import TorchVersion
 
-from embedcache.embeddings.charlm import CharLMEmbeddings
-from embedcache.embeddings.checkpoints import FLAIR_LM_ALLOWED_GLOBALS, UnsafeCheckpointError, load_checkpoint
+from embedcache.embeddings.checkpoints import UnsafeCheckpointError, flair_lm_allowed_globals, load_checkpoint
 from embedcache.embeddings.flair_adapters import UnsupportedFlairEmbeddings
 from embedcache.embeddings.stack import as_embedders
-from embedcache.embeddings.words import WordEmbeddings
 from embedcache.models.labels import FLAIR_SPECIAL_TAGS, Scheme, TagDictionary, detect_scheme
-from embedcache.models.serialization import save_tagger
+from embedcache.models.serialization import check_saveable, save_tagger
 from embedcache.models.tagger import SequenceTagger
 
 log = logging.getLogger(__name__)
 
 # What a Flair tagger checkpoint holds beyond an LM's: the torch version in its model card.
-FLAIR_TAGGER_ALLOWED_GLOBALS: list[Any] = [*FLAIR_LM_ALLOWED_GLOBALS, TorchVersion]
+FLAIR_TAGGER_ALLOWED_GLOBALS: list[Any] = [*flair_lm_allowed_globals(), TorchVersion]
 _START, _STOP = "<START>", "<STOP>"
 
 
@@ -217,16 +215,13 @@ def convert_flair_tagger_file(
     """
     source = Path(source)
     tagger = tagger_from_flair(load_flair_tagger(source, trust_pickle=trust_pickle))
-    unsaveable = [
-        e for e in tagger.embeddings.embedders if not isinstance(e, (CharLMEmbeddings, WordEmbeddings))
-    ]
-    if unsaveable:
-        names = ", ".join(sorted({type(getattr(e, "flair_embeddings", e)).__name__ for e in unsaveable}))
+    try:
+        check_saveable(tagger)
+    except TypeError as error:
         raise FlairConversionError(
-            f"{source}: the tagger embeds with {names}, which embedcache runs in memory "
-            "(ec.SequenceTagger.from_flair) but cannot save as safetensors + JSON; model files hold "
-            "FlairEmbeddings and WordEmbeddings"
-        )
+            f"{source}: {error}; embedcache runs this tagger in memory (ec.SequenceTagger.from_flair) but "
+            "cannot write it as a model directory"
+        ) from error
     tagger.model_card["converted_from"].update(source=str(source), sha256=_sha256(source))
     save_tagger(tagger, target)
     return tagger

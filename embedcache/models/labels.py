@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from flair.data import Dictionary
+from embedcache.lazy_imports import is_instance_of
+
+if TYPE_CHECKING:
+    from flair.data import Dictionary
 
 Scheme = Literal["BIO", "BIOES", "plain"]
 SpanScheme = Literal["BIO", "BIOES"]
@@ -332,8 +335,8 @@ class TagDictionary:
         """The tag set as users pass it: a :class:`TagDictionary`, a Flair dictionary, or tags in id order."""
         if isinstance(tags, TagDictionary):
             return tags
-        if isinstance(tags, Dictionary):
-            return cls.from_flair(tags)
+        if is_instance_of(tags, "flair.data", "Dictionary"):
+            return cls.from_flair(tags)  # type: ignore[arg-type]
         if isinstance(tags, str):
             raise TypeError(f"expected a sequence of tags, got the string {tags!r}")
         return cls(tags)

@@ -16,21 +16,26 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
-from flair.data import Sentence
 from tqdm.auto import tqdm
 
 from embedcache.data.sentence import TaggedSentence
 from embedcache.data.tokenize import tokenize_document
-from embedcache.models.labels import Span, flair_spans_from_tags, spans_from_tags
+from embedcache.lazy_imports import is_instance_of
+from embedcache.models.labels import Scheme, Span, flair_spans_from_tags, spans_from_tags
 from embedcache.settings import StorageMode, storage_mode
 
 if TYPE_CHECKING:
+    from flair.data import Sentence
+
     from embedcache.models.tagger import SequenceTagger
+
+    PredictItem = str | Sequence[str] | TaggedSentence | Sentence
+    PredictInput = PredictItem | Sequence[PredictItem]
 
 log = logging.getLogger(__name__)
 
-PredictItem = str | Sequence[str] | TaggedSentence | Sentence
-PredictInput = PredictItem | Sequence[PredictItem]
+BatchCallback = Callable[[list[TaggedSentence]], object]
+"""Called with the sentences of each tagged batch."""
 
 
 @dataclass
@@ -41,10 +46,12 @@ class Prediction:
         tokens: all tokens, sentence after sentence.
         tags: one tag per token.
         confidences: the probability of each chosen tag (CRF marginal or softmax).
-        spans: labelled spans, token indices into ``tokens`` (never crossing a sentence boundary).
+        spans: labelled spans of a span scheme (BIO, BIOES), token indices into ``tokens`` (never crossing a
+            sentence boundary); none with plain tags, whose labels are the tags themselves.
         sentence_starts: index into ``tokens`` where each sentence starts.
         offsets: character offset of each token in ``text`` (raw-text and pre-tokenised-line input only).
         text: the input text, where there was one.
+        source: where the input came from (``"file:line"``), where it was read from a file.
     """
 
     tokens: list[str] = field(default_factory=list)
@@ -54,6 +61,7 @@ class Prediction:
     sentence_starts: list[int] = field(default_factory=list)
     offsets: list[int] | None = None
     text: str | None = None
+    source: str | None = None
 
     def char_span(self, span: Span) -> tuple[int, int]:
         """``(start, end)`` character offsets of a span in :attr:`text`."""
@@ -62,23 +70,34 @@ class Prediction:
         last = span.end - 1
         return self.offsets[span.start], self.offsets[last] + len(self.tokens[last])
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict: tokens, tags, confidences and spans (with character offsets when known)."""
-        spans = []
-        for span in self.spans:
-            entry: dict[str, Any] = {"start": span.start, "end": span.end, "label": span.label}
-            entry["score"] = None if span.score is None else round(span.score, 6)
-            if self.offsets is not None:
-                entry["start_char"], entry["end_char"] = self.char_span(span)
-                entry["text"] = self.text[entry["start_char"] : entry["end_char"]] if self.text else None
-            spans.append(entry)
-        return {
+    def sentence_bounds(self) -> list[tuple[int, int]]:
+        """``(start, end)`` token indices of each sentence that has tokens."""
+        starts = self.sentence_starts or [0]
+        bounds = zip(starts, [*starts[1:], len(self.tokens)], strict=True)
+        return [(start, end) for start, end in bounds if start < end]
+
+    def to_json(self, scheme: Scheme = "BIO") -> dict[str, Any]:
+        """A JSON-ready dict: text, tokens, tags, confidences, token offsets where known, and for span
+        schemes the spans (with character offsets where known); plain tags have no spans besides the tags."""
+        record: dict[str, Any] = {
             "text": self.text,
             "tokens": self.tokens,
             "tags": self.tags,
             "confidences": [round(c, 6) for c in self.confidences],
-            "spans": spans,
         }
+        if self.offsets is not None:
+            record["offsets"] = self.offsets
+        if scheme != "plain":
+            record["spans"] = [self._span_json(span) for span in self.spans]
+        return record
+
+    def _span_json(self, span: Span) -> dict[str, Any]:
+        entry: dict[str, Any] = {"start": span.start, "end": span.end, "label": span.label}
+        entry["score"] = None if span.score is None else round(span.score, 6)
+        if self.offsets is not None:
+            entry["start_char"], entry["end_char"] = self.char_span(span)
+            entry["text"] = self.text[entry["start_char"] : entry["end_char"]] if self.text else None
+        return entry
 
 
 def _sentences_of(item: PredictItem, position: int) -> tuple[list[TaggedSentence], str | None]:
@@ -87,7 +106,7 @@ def _sentences_of(item: PredictItem, position: int) -> tuple[list[TaggedSentence
         return tokenize_document(item, source=f"input {position}"), item
     if isinstance(item, TaggedSentence):
         return [item], None
-    if isinstance(item, Sentence):
+    if _is_flair_sentence(item):
         tokens = [token.text for token in item.tokens]
         return [TaggedSentence(tokens, None, [t.whitespace_after for t in item.tokens])], None
     if isinstance(item, Sequence) and all(isinstance(token, str) for token in item):
@@ -98,8 +117,13 @@ def _sentences_of(item: PredictItem, position: int) -> tuple[list[TaggedSentence
     )
 
 
+def _is_flair_sentence(item: object) -> bool:
+    """A ``flair.data.Sentence``, told without importing Flair (only Flair users have one)."""
+    return is_instance_of(item, "flair.data", "Sentence")
+
+
 def _as_items(inputs: PredictInput) -> list[PredictItem]:
-    if isinstance(inputs, (str, Sentence, TaggedSentence)):
+    if isinstance(inputs, (str, TaggedSentence)) or _is_flair_sentence(inputs):
         return [inputs]
     items = list(inputs)
     if items and all(isinstance(token, str) for token in items) and not isinstance(inputs, list):
@@ -216,12 +240,14 @@ def tag_sentences(
     sentences: list[TaggedSentence],
     batch_size: int = 32,
     progress: bool = False,
+    on_batch: BatchCallback | None = None,
 ) -> list[tuple[list[str], list[float]]]:
     """Tags and confidences of each sentence, in the order given; the storage mode is the caller's.
 
     Sentences go longest first (similar lengths share a batch: little padding). A CUDA out-of-memory error
     halves the batch size for this and every later batch (they are no longer), with a warning; a single
-    sentence that does not fit re-raises it.
+    sentence that does not fit re-raises it. ``on_batch`` is called with the sentences of each batch once
+    they are tagged (a caller's own progress report).
     """
     results: list[tuple[list[str], list[float]]] = [([], []) for _ in sentences]
     order = sorted(range(len(sentences)), key=lambda i: -_lm_input_chars(sentences[i]))
@@ -240,6 +266,8 @@ def tag_sentences(
             continue
         start += len(batch)
         bar.update(len(batch))
+        if on_batch is not None:
+            on_batch([sentences[i] for i in batch])
     bar.close()
     return results
 
@@ -272,6 +300,7 @@ def predict(
     progress: bool = False,
     memory_budget_bytes: int | None = None,
     label_name: str | None = None,
+    on_batch: BatchCallback | None = None,
 ) -> list[Prediction]:
     """Tag every input; results come back in input order, whatever the batch size.
 
@@ -287,6 +316,7 @@ def predict(
             if one input holds a sentence that alone needs more; ``None``: ``batch_size`` as given.
         label_name: the label type flair ``Sentence`` inputs get (replacing earlier labels of that type, as
             Flair does); ``None``: ``tagger.tag_type``.
+        on_batch: called with the sentences of each batch once they are tagged (for a progress report).
 
     Returns:
         One :class:`Prediction` per input; flair ``Sentence`` inputs are labelled too.
@@ -311,14 +341,14 @@ def predict(
     tagger.eval()
     try:
         with storage_mode(mode), torch.no_grad():
-            tagged = iter(tag_sentences(tagger, flat, batch_size, progress))
+            tagged = iter(tag_sentences(tagger, flat, batch_size, progress, on_batch))
     finally:
         tagger.train(was_training)
     read_spans = _span_reader(tagger)
     predictions = []
     for item, (sentences, text) in zip(items, per_item, strict=True):
         prediction = _assemble(sentences, [next(tagged) for _ in sentences], read_spans, text)
-        if isinstance(item, Sentence):
+        if _is_flair_sentence(item):
             _label_flair_sentence(item, prediction, label_name or tagger.tag_type, tagger.tags.scheme)
         predictions.append(prediction)
     return predictions
@@ -328,9 +358,14 @@ SpanReader = Callable[[list[str], list[float]], list[Span]]
 
 
 def _span_reader(tagger: SequenceTagger) -> SpanReader:
-    """How this tagger's spans are read from its tags: conlleval's way, or Flair's for converted models."""
+    """How this tagger's spans are read from its tags: conlleval's way, or Flair's for converted models.
+
+    Plain tags have no spans: a plain tag labels its token, and one-token "spans" would repeat the tags.
+    """
     scheme = tagger.tags.scheme
-    if scheme != "plain" and tagger.config.decoding == "flair":
+    if scheme == "plain":
+        return lambda tags, confidences: []
+    if tagger.config.decoding == "flair":
         return flair_spans_from_tags
     return lambda tags, confidences: spans_from_tags(tags, scheme, confidences)
 

@@ -31,7 +31,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from embedcache.embeddings.charlm import CharLMEmbeddings, CharLMEncoder
+from embedcache.embeddings.charlm import CharLMEncoder
 from embedcache.embeddings.language_model import (
     MAX_LAYERS,
     WeightShapes,
@@ -40,7 +40,7 @@ from embedcache.embeddings.language_model import (
     save_language_model,
     weights_file_shapes,
 )
-from embedcache.embeddings.words import WordEmbeddings
+from embedcache.embeddings.words import WordVectors
 from embedcache.models.catalog import resolve_model_path
 from embedcache.models.labels import TagDictionary
 from embedcache.models.tagger import SequenceTagger, TaggerConfig
@@ -62,39 +62,50 @@ def check_saveable(tagger: SequenceTagger) -> None:
     generic adapter, user-defined ones) can tag and train in memory but not be saved.
 
     Raises:
-        TypeError: naming the embedder's class.
+        TypeError: naming the embedder's class (and the Flair class inside an adapter).
     """
     for embedder in tagger.embeddings.embedders:
-        if not isinstance(embedder, (CharLMEmbeddings, CharLMEncoder, WordEmbeddings)):
+        try:
+            _native_embedder(embedder)
+        except TypeError:
             inner = getattr(embedder, "flair_embeddings", None)
             name = type(embedder).__name__ + (f"({type(inner).__name__})" if inner is not None else "")
             raise TypeError(
                 f"cannot save a tagger over {name}: model files hold character LMs and word vectors only "
                 "(CharLMEmbeddings/FlairEmbeddings, WordEmbeddings)"
-            )
+            ) from None
+
+
+def _native_embedder(embedder: object) -> CharLMEncoder | WordVectors:
+    """The native core of an embedder: itself, or the one inside a Flair face (``.encoder``, ``.words``).
+
+    Only cores are saved and loaded, so a model holds no Flair class and loads without Flair.
+    """
+    for candidate in (embedder, getattr(embedder, "encoder", None), getattr(embedder, "words", None)):
+        if isinstance(candidate, (CharLMEncoder, WordVectors)):
+            return candidate
+    raise TypeError(f"cannot save an embedder of type {type(embedder).__name__}")
 
 
 def _embedder_entry(embedder: object, index: int, directory: Path) -> dict[str, Any]:
     stem = f"embedding-{index}"
-    if isinstance(embedder, (CharLMEmbeddings, CharLMEncoder)):
-        encoder = embedder.encoder if isinstance(embedder, CharLMEmbeddings) else embedder
-        save_language_model(encoder.lm, directory / stem)
-        options = encoder.options
+    core = _native_embedder(embedder)
+    if isinstance(core, CharLMEncoder):
+        save_language_model(core.lm, directory / stem)
+        options = core.options
         return {
             "type": "charlm",
             "file": stem,
-            "name": getattr(embedder, "name", stem),
-            "chars_per_chunk": encoder.chars_per_chunk,
+            "name": core.name,
+            "chars_per_chunk": core.chars_per_chunk,
             "with_whitespace": options.with_whitespace,
             "tokenized_lm": options.tokenized_lm,
             "is_lower": options.is_lower,
-            "fine_tune": encoder.fine_tune,
+            "fine_tune": core.fine_tune,
         }
-    if isinstance(embedder, WordEmbeddings):
-        tables = {k: v.detach().cpu().contiguous() for k, v in embedder.state_dict().items()}
-        save_file(tables, str(directory / f"{stem}.safetensors"))
-        return {"type": "words", "file": stem, "params": embedder.to_params()}
-    raise TypeError(f"cannot save an embedder of type {type(embedder).__name__}")
+    tables = {k: v.detach().cpu().contiguous() for k, v in core.state_dict().items()}
+    save_file(tables, str(directory / f"{stem}.safetensors"))
+    return {"type": "words", "file": stem, "params": core.to_params()}
 
 
 def save_tagger(tagger: SequenceTagger, path: str | Path) -> None:
@@ -259,8 +270,7 @@ def _load_embedder(entry: object, directory: Path) -> torch.nn.Module:
     if kind == "charlm":
         _check_types(entry, _CHARLM_OPTION_TYPES, f"{config_path}: embedding {stem}")
         lm = load_language_model(directory / stem)
-        options = {k: entry[k] for k in _CHARLM_OPTION_TYPES if k != "name"}
-        return CharLMEmbeddings(lm, name=entry["name"], **options)
+        return CharLMEncoder(lm, **{k: entry[k] for k in _CHARLM_OPTION_TYPES})
     if kind == "words":
         params = entry.get("params")
         if not isinstance(params, dict):
@@ -269,7 +279,7 @@ def _load_embedder(entry: object, directory: Path) -> torch.nn.Module:
         # Checked before from_params allocates the tables the config claims.
         expected = _word_table_shapes(params, f"{config_path}: embedding {stem}")
         check_weight_shapes(weights_file_shapes(weights_path), expected, weights_path, config_path)
-        embedder = WordEmbeddings.from_params(dict(params))
+        embedder = WordVectors.from_params(dict(params))
         embedder.load_state_dict(load_file(str(weights_path)))
         return embedder
     raise ModelFormatError(f"{config_path}: unknown embedding type {kind!r}")

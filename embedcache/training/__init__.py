@@ -1,6 +1,13 @@
-"""Training and evaluating taggers."""
+"""Training and evaluating taggers. Names are imported on first use (:mod:`embedcache.lazy_imports`)."""
 
-from embedcache.training.evaluation import Scores, evaluate_tags
-from embedcache.training.trainer import Trainer, TrainingConfig, TrainingResult
+from embedcache.lazy_imports import lazy_exports
 
-__all__ = ["Scores", "Trainer", "TrainingConfig", "TrainingResult", "evaluate_tags"]
+_EXPORTS = {
+    "Scores": ".evaluation",
+    "Trainer": ".trainer",
+    "TrainingConfig": ".trainer",
+    "TrainingResult": ".trainer",
+    "evaluate_tags": ".evaluation",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

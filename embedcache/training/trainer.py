@@ -17,10 +17,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from flair.data import Corpus as FlairCorpus
 from tqdm.auto import tqdm
 
 from embedcache.cache import EmbeddingCache, estimate
@@ -28,6 +27,7 @@ from embedcache.cache.budget import choose_placement
 from embedcache.data.corpus import Corpus
 from embedcache.data.sentence import TaggedSentence
 from embedcache.data.writers import AtomicFile
+from embedcache.lazy_imports import is_instance_of
 from embedcache.models.serialization import check_saveable
 from embedcache.models.tagger import SequenceTagger
 from embedcache.settings import storage_mode
@@ -61,6 +61,9 @@ from embedcache.training.distributed import (
     wrap_for_data_parallel,
 )
 from embedcache.training.evaluation import Scores, evaluate_tags
+
+if TYPE_CHECKING:  # a Flair corpus exists only where Flair is imported already
+    from flair.data import Corpus as FlairCorpus
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +145,9 @@ class Trainer:
         check_saveable(tagger)  # training saves best-model and final-model: refuse now, not after an epoch
         self.tagger = tagger
         self.corpus = (
-            Corpus.from_flair(corpus, tagger.tag_type) if isinstance(corpus, FlairCorpus) else corpus
+            Corpus.from_flair(corpus, tagger.tag_type)  # type: ignore[arg-type]
+            if is_instance_of(corpus, "flair.data", "Corpus")
+            else corpus
         )
         self.train_sentences = _non_empty(self.corpus.train, "train")
         if not self.train_sentences:

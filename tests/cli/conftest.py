@@ -68,6 +68,7 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def conll_sentences(text: str) -> list[list[tuple[str, str]]]:
-    """``(token, tag)`` pairs of each sentence of CoNLL output."""
-    blocks = [block for block in text.split("\n\n") if block.strip()]
+    """``(token, tag)`` pairs of each sentence of CoNLL output (its ``# ...`` comment lines left out)."""
+    lines = [line for line in text.split("\n") if not line.startswith("# ")]
+    blocks = [block for block in "\n".join(lines).split("\n\n") if block.strip()]
     return [[tuple(line.split("\t")) for line in block.strip("\n").split("\n")] for block in blocks]

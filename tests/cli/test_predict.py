@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from embedcache.data.conll import read_column_file
+from embedcache.data.inline import parse_inline
 from embedcache.data.tokenize import tokenize_document
 from embedcache.models.tagger import SequenceTagger
 from tests.cli.conftest import RunCli, conll_sentences
@@ -23,7 +24,6 @@ RAW_LINES = [
     "",
     "Apple is looking at buying a U.K. startup for $1 billion.",
 ]
-SPAN_MARKUP = re.compile(r"\[|\](?:LOC|ORG|PER)")
 
 
 def write_input(folder: Path, input_format: str) -> tuple[Path, list[tuple[str | None, list[list[str]]]]]:
@@ -51,7 +51,7 @@ def write_input(folder: Path, input_format: str) -> tuple[Path, list[tuple[str |
 @pytest.mark.parametrize("format_in", ["text", "tokens", "conll", "conllu"])
 def test_every_input_format_to_every_output_format(cli: RunCli, ner_model, tmp_path, format_in, format_out):
     path, documents = write_input(tmp_path, format_in)
-    run = cli("predict", "--model", ner_model, path, "--format-out", format_out)  # input format: by suffix
+    run = cli("predict", "-q", "--model", ner_model, path, "--format-out", format_out)  # format: by suffix
     assert (run.code, run.err) == (0, "")
     api_items = [text if format_in == "text" else doc[0] for text, doc in documents]
     expected_tags = [p.tags for p in SequenceTagger.load(ner_model).predict(api_items)]
@@ -66,25 +66,47 @@ def test_every_input_format_to_every_output_format(cli: RunCli, ner_model, tmp_p
         assert [o["tokens"] for o in objects] == [[t for s in doc for t in s] for _, doc in documents]
         assert [o["tags"] for o in objects] == expected_tags
     else:
-        lines = run.out.split("\n")[:-1]
+        read = [parse_inline(line) for line in run.out.split("\n")[:-1]]
         plain = [text if text is not None else " ".join(doc[0]) for text, doc in documents]
-        assert [SPAN_MARKUP.sub("", line) for line in lines] == plain  # only markup added, spacing kept
-        assert any("[" in line for line in lines)
+        assert [text for text, _ in read] == plain  # only markup added, spacing kept
+        assert any(stretches for _, stretches in read)
 
 
-def test_inline_with_plain_tags_writes_word_slash_tag(cli: RunCli, pos_model):
-    run = cli(
-        "predict",
-        "--model",
-        pos_model,
-        "--format-in",
-        "tokens",
-        "--format-out",
-        "inline",
-        stdin="a  big dog\n",
-    )
-    assert re.fullmatch(r"a/([A-Z]+)  big/([A-Z]+) dog/([A-Z]+)\n", run.out)
-    assert set(re.findall(r"/([A-Z]+)", run.out)) <= {"ADJ", "DET", "NOUN", "PUNCT", "VERB"}
+def test_inline_with_plain_tags_marks_every_token_even_touching_ones(cli: RunCli, pos_model):
+    run = cli("predict", "--model", pos_model, "--format-out", "inline", "-q", stdin="a  big (dog)\n")
+    assert re.fullmatch(r"\[a\|(\w+)\]  \[big\|(\w+)\] \[\(\|(\w+)\]\[dog\|(\w+)\]\[\)\|(\w+)\]\n", run.out)
+    text, stretches = parse_inline(run.out.removesuffix("\n"))
+    assert text == "a  big (dog)" and [text[start:end] for start, end, _ in stretches] == [
+        "a",
+        "big",
+        "(",
+        "dog",
+        ")",
+    ]
+    assert {label for _, _, label in stretches} <= {"ADJ", "DET", "NOUN", "PUNCT", "VERB"}
+
+
+def test_conll_of_raw_text_marks_each_line_and_its_sentences(cli: RunCli, ner_model, tmp_path):
+    path, documents = write_input(tmp_path, "text")
+    run = cli("predict", "--model", ner_model, path, "-q")
+    comments = [line for line in run.out.split("\n") if line.startswith("# ")]
+    assert comments == [
+        f"# newdoc id = {path}:1", "# text = Anna lives in Rome.", "# text = She likes it there!",
+        f"# newdoc id = {path}:2",  # the empty line: a document without sentences
+        f"# newdoc id = {path}:3", f"# text = {RAW_LINES[2]}",
+    ]  # fmt: skip
+    assert [[t for t, _ in s] for s in conll_sentences(run.out)] == [s for _, doc in documents for s in doc]
+
+
+def test_a_summary_line_ends_a_run_and_progress_shows_when_asked(cli: RunCli, ner_model, tmp_path):
+    path, _ = write_input(tmp_path, "text")
+    output = tmp_path / "tagged.conll"
+    run = cli("predict", "--model", ner_model, path, "--output", output, "--progress")
+    *bar, summary = run.err.rstrip("\n").split("\n")
+    counts = "3 documents, 3 sentences, 23 tokens"
+    assert re.fullmatch(rf"embedcache predict: {counts} in [\d.]+ s \([\d,]+ words/s\) -> {output}", summary)
+    assert "3sent" in "".join(bar).replace(" ", "") and "words/s" in "".join(bar)
+    assert cli("predict", "--model", ner_model, path, "--progress", "--quiet").err == ""
 
 
 def social_media_lines(data_dir: Path, n: int) -> list[str]:
@@ -169,7 +191,7 @@ def test_output_file_replaces_the_old_one_whole_and_leaves_no_temporary_file(
     output = tmp_path / "out" / "tagged.conll"
     output.parent.mkdir()
     output.write_text("old\n", encoding="utf-8")
-    run = cli("predict", "--model", ner_model, path, "--output", output)
+    run = cli("predict", "--model", ner_model, path, "--output", output, "--quiet")
     assert (run.code, run.out, run.err) == (0, "", "")
     assert output.read_text(encoding="utf-8") == cli("predict", "--model", ner_model, path).out
     assert [p.name for p in output.parent.iterdir()] == ["tagged.conll"]

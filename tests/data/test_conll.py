@@ -122,3 +122,18 @@ def test_carriage_returns_alone_as_line_endings_are_refused_clearly(tmp_path, in
 def test_dev_zero_is_refused_at_line_1_in_bounded_memory():
     with open("/dev/zero", "rb") as zeros, pytest.raises(DataFormatError, match=r"^/dev/zero:1: line longer"):
         list(decoded_lines(zeros, "/dev/zero"))
+
+
+def test_conllu_style_comments_before_a_sentence_are_skipped_and_hash_tokens_kept(tmp_path):
+    path = tmp_path / "tagged.conll"
+    path.write_text(
+        "# newdoc id = in.txt:1\n# text = #a b\n#a\tO\nb\tO\n\n# newdoc\n# newdoc id = in.txt:3\n#\tX\n\n",
+        encoding="utf-8",
+    )
+    assert [(s.tokens, s.source) for s in read_column_file(path)] == [
+        (["#a", "b"], f"{path}:3"),
+        (["#"], f"{path}:8"),
+    ]
+    spaced = tmp_path / "spaced.conll"  # space-separated columns: "# O" is the token "#" tagged O
+    spaced.write_text("# O\nx O\n", encoding="utf-8")
+    assert [(s.tokens, s.tags) for s in read_column_file(spaced)] == [(["#", "x"], ["O", "O"])]

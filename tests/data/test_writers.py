@@ -10,10 +10,10 @@ import tempfile
 import pytest
 
 from embedcache.data.conll import read_column_file
+from embedcache.data.inline import inline_markup, parse_inline
 from embedcache.data.writers import (
     AtomicFile,
     OutputWriteError,
-    inline_markup,
     spool_file,
     write_conll,
     write_jsonl,
@@ -38,12 +38,18 @@ def sentence() -> Prediction:
     return Prediction(["a", "big", "dog"], ["DET", "ADJ", "NOUN"], [1.0, 0.5, 0.25], [], [0])
 
 
-def test_conll_writes_token_tab_tag_and_an_empty_line_after_each_sentence():
+def test_conll_writes_token_tab_tag_an_empty_line_after_each_sentence_and_marks_input_lines():
     stream = io.StringIO()
-    write_conll([document(), Prediction(), sentence()], stream)  # the empty prediction writes nothing
+    blank_line = Prediction(text="  ", offsets=[], source="in.txt:2")
+    tab_line = Prediction(["a", "b"], ["O", "O"], [1, 1], [], [0], [0, 2], "a\tb", "in.txt:3")
+    # The empty prediction without text writes nothing; the blank input line is still marked.
+    write_conll([document(), blank_line, tab_line, Prediction(), sentence()], stream)
     assert stream.getvalue() == (
+        "# newdoc\n# text = Anna  moved to U.K.-based Acme.\n"
         "Anna\tS-PER\nmoved\tO\nto\tO\nU.K.\tS-LOC\n-\tS-MISC\nbased\tO\nAcme\tS-ORG\n.\tO\n\n"
-        "Bye\tO\n\n"
+        "# text = Bye\nBye\tO\n\n"
+        "# newdoc id = in.txt:2\n"
+        "# newdoc id = in.txt:3\n# text = a b\na\tO\nb\tO\n\n"  # a tab in a comment is shown as a space
         "a\tDET\nbig\tADJ\ndog\tNOUN\n\n"
     )
 
@@ -57,8 +63,9 @@ def test_conll_output_reads_back_into_the_same_sentences(tmp_path):
 
 def test_jsonl_writes_one_object_per_prediction_with_character_offsets():
     stream = io.StringIO()
-    write_jsonl([document(), sentence()], stream)
+    write_jsonl([document(), sentence()], stream, "BIOES")
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["offsets"] == document().offsets
     assert [(s["text"], s["start_char"], s["end_char"]) for s in first["spans"]] == [
         ("Anna", 0, 4), ("U.K.", 15, 19), ("-", 19, 20), ("Acme", 26, 30)
     ]  # fmt: skip
@@ -66,20 +73,51 @@ def test_jsonl_writes_one_object_per_prediction_with_character_offsets():
                       "confidences": [1.0, 0.5, 0.25], "spans": []}  # fmt: skip
 
 
+def test_jsonl_of_plain_tags_gives_tokens_tags_and_offsets_but_no_spans():
+    stream = io.StringIO()
+    pos = Prediction(["Hi", "!"], ["INTJ", "PUNCT"], [1.0, 1.0], [], [0], [0, 2], "Hi!")
+    write_jsonl([pos], stream, "plain")
+    assert json.loads(stream.getvalue()) == {"text": "Hi!", "tokens": ["Hi", "!"], "tags": ["INTJ", "PUNCT"],
+                                             "confidences": [1.0, 1.0], "offsets": [0, 2]}  # fmt: skip
+
+
 def test_inline_marks_spans_in_the_original_text_keeping_its_spacing():
-    assert inline_markup(document(), "BIOES") == "[Anna]PER  moved to [U.K.]LOC[-]MISCbased [Acme]ORG. Bye"
+    markup = inline_markup(document(), "BIOES")
+    assert markup == "[Anna|PER]  moved to [U.K.|LOC][-|MISC]based [Acme|ORG]. Bye"
+    assert parse_inline(markup) == (document().text, [(0, 4, "PER"), (15, 19, "LOC"), (19, 20, "MISC"),
+                                                      (26, 30, "ORG")])  # fmt: skip
 
 
-def test_inline_writes_word_slash_tag_for_plain_tags_and_joins_tokens_without_text():
-    assert inline_markup(sentence(), "plain") == "a/DET big/ADJ dog/NOUN"
+def test_inline_marks_every_token_for_plain_tags_and_joins_tokens_without_text():
+    assert inline_markup(sentence(), "plain") == "[a|DET] [big|ADJ] [dog|NOUN]"
+    touching = Prediction(
+        ["(", "and", ")"], ["PUNCT", "CCONJ", "PUNCT"], [1, 1, 1], [], [0], [0, 1, 4], "(and)"
+    )
+    assert inline_markup(touching, "plain") == "[(|PUNCT][and|CCONJ][)|PUNCT]"
     spans = Prediction(["New", "York", "rocks"], ["B-LOC", "I-LOC", "O"], [1, 1, 1], [Span(0, 2, "LOC")], [0])
-    assert inline_markup(spans, "BIO") == "[New York]LOC rocks"
+    assert inline_markup(spans, "BIO") == "[New York|LOC] rocks"
+
+
+def test_inline_escapes_markup_characters_of_the_text_and_reads_back():
+    text = "a [b] c|d \\e"
+    tokens = ["a", "[", "b", "]", "c|d", "\\e"]
+    prediction = Prediction(tokens, ["X"] * 6, [1] * 6, [], [0], [0, 2, 3, 4, 6, 10], text)
+    markup = inline_markup(prediction, "plain")
+    assert markup == "[a|X] [\\[|X][b|X][\\]|X] [c\\|d|X] [\\\\e|X]"
+    read_text, stretches = parse_inline(markup)
+    assert read_text == text and [read_text[start:end] for start, end, _ in stretches] == tokens
+
+
+@pytest.mark.parametrize("markup", ["[a|X", "a]", "a|b", "[a|X]]", "[[a|X]", "a\\"])
+def test_malformed_inline_markup_is_refused(markup):
+    with pytest.raises(ValueError, match="inline markup"):
+        parse_inline(markup)
 
 
 def test_write_predictions_picks_the_writer_and_refuses_unknown_formats():
     stream = io.StringIO()
     write_predictions([sentence()], stream, "inline", "plain")
-    assert stream.getvalue() == "a/DET big/ADJ dog/NOUN\n"
+    assert stream.getvalue() == "[a|DET] [big|ADJ] [dog|NOUN]\n"
     with pytest.raises(ValueError, match="unknown output format 'xml'"):
         write_predictions([sentence()], stream, "xml")  # type: ignore[arg-type]
 

@@ -198,7 +198,7 @@ def test_the_none_that_flairs_lm_to_returns_is_refused_with_the_reason(tiny_lm):
         TypeError, match=r"got NoneType \(Flair's LanguageModel.to\(\) and .cuda\(\) return None"
     ):
         ec.CharLMEncoder(moved)
-    with pytest.raises(TypeError, match=r"expected a flair LanguageModel, got str$"):
+    with pytest.raises(TypeError, match=r"expected a CharLanguageModel or a flair LanguageModel, got str$"):
         ec.CharLMEncoder("forward.pt")
 
 

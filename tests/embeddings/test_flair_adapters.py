@@ -71,7 +71,7 @@ def test_flair_embeddings_give_flairs_vectors_bit_for_bit(data_dir, options):
     for is_forward in (True, False):
         flair = FlairEmbeddings(make_lm(is_forward, hidden_size=64, seed=5), **options)
         [adapted] = as_embedders(flair)
-        assert isinstance(adapted, ec.CharLMEmbeddings) and adapted.lm is flair.lm
+        assert isinstance(adapted, ec.CharLMEncoder) and adapted.lm is flair.lm
         for batch in batches(sentences):
             assert torch.equal(our_vectors([flair], batch), flair_vectors(flair, batch)), (
                 is_forward,
@@ -85,7 +85,7 @@ def test_nested_stacks_flatten_in_order_and_concatenate_like_flair(tmp_path, dat
     words = FlairWordEmbeddings(str(word_vectors_file(tmp_path)))
     stack = StackedEmbeddings([StackedEmbeddings([fwd, words]), bwd])
     adapted = as_embedders(stack)
-    assert [type(e).__name__ for e in adapted] == ["CharLMEmbeddings", "WordEmbeddings", "CharLMEmbeddings"]
+    assert [type(e).__name__ for e in adapted] == ["CharLMEncoder", "WordVectors", "CharLMEncoder"]
     assert [e.embedding_length for e in adapted] == [16, 6, 16]
     for batch in batches(wnut_dev(data_dir, 64)):
         assert torch.equal(our_vectors([stack], batch), flair_vectors(stack, batch))

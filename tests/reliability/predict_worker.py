@@ -39,9 +39,7 @@ def run(
     torch.set_num_threads(1)
     tagger = SequenceTagger.load(model).eval()
     sentences = list(read_column_file(corpus))
-    embedders = [
-        encoder.encoder for encoder in tagger.embeddings.embedders
-    ]  # the tensor-level CharLMEncoders
+    embedders = list(tagger.embeddings.embedders)  # a loaded model holds the tensor-level CharLMEncoders
     if gate is not None:
         embedders[0] = GatedEmbedder(embedders[0], gate)
     if start is not None:

@@ -23,10 +23,11 @@ from hypothesis import strategies as st
 
 import embedcache as ec
 from embedcache.data.conll import DataFormatError, read_column_file
+from embedcache.data.inline import inline_markup, parse_inline
 from embedcache.data.readers import InputFormat, read_documents
 from embedcache.data.tokenize import tokenize_document
 from embedcache.data.writers import write_conll, write_jsonl
-from embedcache.models.labels import TagDictionary
+from embedcache.models.labels import Span, TagDictionary
 from embedcache.models.predict import Prediction
 from embedcache.models.tagger import SequenceTagger
 from tests.conftest import make_lm
@@ -121,6 +122,7 @@ def test_column_files_read_back_every_token_tag_and_boundary(
     where=st.integers(0, 100),
 )
 def test_damaged_column_files_are_refused_naming_the_line(workdir, sentences, damage, where):
+    assume(not sentences[0][0][0].startswith(BOM))  # read as a byte-order mark: an empty token of its own
     lines = [f"{token}\t{tag}" for sentence in sentences for token, tag in [*sentence, ("", "")]][:-1]
     token_lines = [i for i, line in enumerate(lines) if line]
     bad = token_lines[where % len(token_lines)]
@@ -240,6 +242,87 @@ def test_raw_text_tokens_index_the_line_and_cover_every_visible_character(workdi
                 cursor = offset + len(token)
         assert all(done or character.isspace() for character, done in zip(text, covered, strict=True))
         event("raw text: tokens found" if any(covered) else "raw text: blank line")
+
+
+# --- raw text -> CoNLL and inline markup -> back ----------------------------------------------------------
+
+
+def tagged_lines(path: Path, tags: list[str]) -> list[Prediction]:
+    """What the CLI makes of a raw-text file, with arbitrary tags: one prediction per line, with source."""
+    predictions = []
+    for document in read_documents(path, "text"):
+        sentences = tokenize_document(document.text, document.source)
+        tokens = [token for sentence in sentences for token in sentence.tokens]
+        starts = [sum(len(s) for s in sentences[:i]) for i in range(len(sentences))]
+        offsets = [offset for sentence in sentences for offset in sentence.offsets]
+        predictions.append(
+            Prediction(
+                tokens,
+                [tags[i % len(tags)] for i in range(len(tokens))],
+                [1.0] * len(tokens),
+                [],
+                starts,
+                offsets,
+                document.text,
+                document.source,
+            )
+        )
+    return predictions  # fmt: skip
+
+
+def documents_of_conll(text: str) -> list[tuple[str, list[str], list[list[str]]]]:
+    """``(id, sentence texts, sentences' tokens)`` per ``# newdoc`` of CoNLL output."""
+    documents: list[tuple[str, list[str], list[list[str]]]] = []
+    for line in text.split("\n"):
+        if line.startswith("# newdoc id = "):
+            documents.append((line.removeprefix("# newdoc id = "), [], []))
+        elif line.startswith("# text = "):
+            documents[-1][1].append(line.removeprefix("# text = "))
+            documents[-1][2].append([])
+        elif line:
+            documents[-1][2][-1].append(line.split("\t")[0])
+    return documents
+
+
+@fuzz_settings(150)
+@given(lines=st.lists(line_text, min_size=1, max_size=4), tags=st.lists(st.sampled_from(TAGS), min_size=1))
+def test_raw_text_to_conll_gives_back_each_lines_tokens_and_line(workdir, lines, tags):
+    path = workdir / "lines.txt"
+    path.write_bytes(encode(lines, "\n", bom=False, final_newline=True))
+    predictions = tagged_lines(path, tags)
+    stream = io.StringIO()
+    write_conll(predictions, stream)
+    documents = documents_of_conll(stream.getvalue())
+    assert [doc_id for doc_id, _, _ in documents] == [f"{path}:{n}" for n in range(1, len(lines) + 1)]
+    for prediction, (_, texts, sentences) in zip(predictions, documents, strict=True):
+        assert [t for sentence in sentences for t in sentence] == prediction.tokens
+        for text, sentence in zip(texts, sentences, strict=True):  # each sentence's text, on one line
+            assert "\t" not in text and len(text.splitlines()) == 1
+            assert "".join(text.split()) == "".join("".join(sentence).split())  # its tokens, spaced as given
+        event(f"raw text -> CoNLL: {sum(map(len, texts))} sentences")
+    path.with_suffix(".conll").write_text(stream.getvalue(), encoding="utf-8")
+    read = [s.tokens for s in read_column_file(path.with_suffix(".conll"))]
+    assert read == [sentence for _, _, sentences in documents for sentence in sentences]
+
+
+@fuzz_settings(150)
+@given(lines=st.lists(line_text, min_size=1, max_size=3), tags=st.lists(st.sampled_from(TAGS), min_size=1))
+def test_inline_markup_gives_back_the_line_and_its_tokens(workdir, lines, tags):
+    path = workdir / "lines.txt"
+    path.write_bytes(encode(lines, "\n", bom=False, final_newline=True))
+    for prediction in tagged_lines(path, tags):
+        text, stretches = parse_inline(inline_markup(prediction, "plain"))
+        assert text == prediction.text
+        assert [text[start:end] for start, end, _ in stretches] == prediction.tokens
+        assert [label for _, _, label in stretches] == prediction.tags
+        spans = [Span(i, i + 1, tag) for i, tag in enumerate(prediction.tags) if i % 2 == 0]
+        prediction.spans = spans
+        text, stretches = parse_inline(inline_markup(prediction, "BIO"))
+        assert text == prediction.text
+        assert [(start, label) for start, _, label in stretches] == [
+            (prediction.offsets[s.start], s.label) for s in spans
+        ]
+        event("inline: tokens" if prediction.tokens else "inline: blank line")
 
 
 # --- any bytes at all --------------------------------------------------------------------------------------

@@ -296,7 +296,8 @@ def test_cli_refuses_an_input_over_the_budget_and_tags_the_others(
         "4 × (10,001 LM characters × 32 + 2,000 tokens × 752), over the memory budget of 1,000,000 bytes; "
         "split it into shorter sentences or raise the budget (--max-memory)\n"
     )
-    assert [line.split("\t")[0] for line in out.splitlines()] == ["Anna", "went", "to", "Rome", ".", ""]
+    tokens = [line.split("\t")[0] for line in out.splitlines() if not line.startswith("# ")]  # no comments
+    assert tokens == ["Anna", "went", "to", "Rome", ".", ""]
 
 
 PEAK_DRIVER = """

@@ -128,7 +128,7 @@ def test_a_flair_stack_in_gpu_storage_runs_its_lms_only_to_build_the_cache(wnut,
         _Run._run_epoch = original
     assert epoch_calls == [0, 0, 0] and calls[0] > 0  # the LMs ran, for the cache build only
     reloaded = ec.SequenceTagger.load(tmp_path / "final-model")
-    assert [type(e).__name__ for e in reloaded.embeddings.embedders] == ["CharLMEmbeddings"] * 2
+    assert [type(e).__name__ for e in reloaded.embeddings.embedders] == ["CharLMEncoder"] * 2
 
 
 def test_none_mode_runs_the_lms_every_epoch(wnut, tmp_path):
