@@ -65,13 +65,19 @@ def test_every_input_kind_is_accepted(tagger):
     assert results[0].offsets == [0, 5, 13] and results[1].offsets is None
 
 
-def test_span_tags_label_flair_spans():
+def constant_bio_tagger(tag: str) -> SequenceTagger:
+    """A BIO tagger over the type PER whose emissions always favour ``tag`` (O, B-PER or I-PER)."""
     torch.manual_seed(0)
     tags = TagDictionary.for_labels(["PER"], "BIO")
     tagger = SequenceTagger(ec.CharLMEmbeddings(make_lm(True, 8)), tags, "ner", hidden_size=4).eval()
     torch.nn.init.zeros_(tagger.emission.weight)
     with torch.no_grad():
-        tagger.emission.bias.copy_(torch.tensor([0.0, 5.0, 0.0]))  # every token starts a PER span
+        tagger.emission.bias.copy_(torch.tensor([5.0 if t == tag else 0.0 for t in tags.tags]))
+    return tagger
+
+
+def test_span_tags_label_flair_spans():
+    tagger = constant_bio_tagger("B-PER")  # every token starts a PER span
     sentence = Sentence("Anna Bob")
     [prediction] = tagger.predict(sentence)
     assert prediction.tags == ["B-PER", "B-PER"]
@@ -103,12 +109,7 @@ def test_gold_labels_of_the_tag_type_are_replaced_as_flair_replaces_them():
 
 
 def test_span_labels_are_replaced_and_readable_with_get_spans():
-    torch.manual_seed(0)
-    tags = TagDictionary.for_labels(["PER"], "BIO")
-    tagger = SequenceTagger(ec.CharLMEmbeddings(make_lm(True, 8)), tags, "ner", hidden_size=4).eval()
-    torch.nn.init.zeros_(tagger.emission.weight)
-    with torch.no_grad():
-        tagger.emission.bias.copy_(torch.tensor([5.0, 0.0, 0.0]))  # everything O
+    tagger = constant_bio_tagger("O")
     sentence = Sentence("Anna Bob")
     sentence[0:2].add_label("ner", "LOC")
     tagger.predict(sentence)

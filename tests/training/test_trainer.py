@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -53,6 +54,24 @@ def count_lm_runs(tagger: SequenceTagger) -> list[int]:
     return calls
 
 
+def lm_runs_per_epoch(calls: list[int], train: Callable[[], object]) -> list[int]:
+    """How many LM runs ``calls`` counted during each epoch of ``train()`` (its dev evaluation included)."""
+    per_epoch = []
+    original = _Run._run_epoch
+
+    def spy(run, *args):
+        before = calls[0]
+        original(run, *args)
+        per_epoch.append(calls[0] - before)
+
+    _Run._run_epoch = spy
+    try:
+        train()
+    finally:
+        _Run._run_epoch = original
+    return per_epoch
+
+
 @pytest.fixture(scope="module")
 def lines(data_dir):
     return UD_English_LinES(data_dir / "ud_english_lines").subset(200, 60)
@@ -81,19 +100,10 @@ def test_the_tagger_learns_upos_on_lines(lines, tmp_path):
 def test_cached_modes_never_run_the_lms_after_the_cache_is_built(wnut, tmp_path, mode):
     tagger = make_tagger(wnut, "ner", "BIOES")
     calls = count_lm_runs(tagger)
-    epoch_calls = []
-    original = _Run._run_epoch
-
-    def spy(run, *args):
-        before = calls[0]
-        original(run, *args)
-        epoch_calls.append(calls[0] - before)
-
-    _Run._run_epoch = spy
-    try:
-        Trainer(tagger, wnut).train(tmp_path, storage_mode=mode, max_epochs=2, progress=False)
-    finally:
-        _Run._run_epoch = original
+    train = Trainer(tagger, wnut).train
+    epoch_calls = lm_runs_per_epoch(
+        calls, lambda: train(tmp_path, storage_mode=mode, max_epochs=2, progress=False)
+    )
     assert epoch_calls == [0, 0]
 
 
@@ -113,19 +123,10 @@ def test_a_flair_stack_in_gpu_storage_runs_its_lms_only_to_build_the_cache(wnut,
     tagger = SequenceTagger(stack, tags, "ner", hidden_size=16)
     assert [e.lm for e in tagger.embeddings.embedders] == lms  # Flair's own LM objects, adapted
     calls[0] = 0  # FlairEmbeddings embeds a dummy sentence when it is built
-    epoch_calls = []
-    original = _Run._run_epoch
-
-    def spy(run, *args):
-        before = calls[0]
-        original(run, *args)
-        epoch_calls.append(calls[0] - before)
-
-    _Run._run_epoch = spy
-    try:
-        Trainer(tagger, wnut).train(tmp_path, storage_mode="gpu", max_epochs=3, progress=False)
-    finally:
-        _Run._run_epoch = original
+    train = Trainer(tagger, wnut).train
+    epoch_calls = lm_runs_per_epoch(
+        calls, lambda: train(tmp_path, storage_mode="gpu", max_epochs=3, progress=False)
+    )
     assert epoch_calls == [0, 0, 0] and calls[0] > 0  # the LMs ran, for the cache build only
     reloaded = ec.SequenceTagger.load(tmp_path / "final-model")
     assert [type(e).__name__ for e in reloaded.embeddings.embedders] == ["CharLMEncoder"] * 2
