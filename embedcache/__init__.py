@@ -32,6 +32,7 @@ _EXPORTS = {
     "datasets": ".data.datasets",
     "estimate": ".cache.budget",
     "get_storage_mode": ".settings",
+    "models": ".models",
     "set_storage_mode": ".settings",
     "storage_mode": ".settings",
 }

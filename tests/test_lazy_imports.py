@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 import types
 
 import pytest
@@ -23,10 +25,16 @@ def test_every_exported_name_resolves_and_is_listed(package):
     module = importlib.import_module(package)
     for name in module.__all__:
         value = getattr(module, name)
-        assert name == "datasets" or not isinstance(value, types.ModuleType), name
+        assert name in ("datasets", "models") or not isinstance(value, types.ModuleType), name
         assert name in dir(module)
     with pytest.raises(AttributeError, match=f"module '{package}' has no attribute 'Nope'"):
         module.Nope  # noqa: B018 - the attribute access is the test
+
+
+def test_bundled_models_are_listed_from_a_fresh_interpreter():
+    code = "import embedcache as ec; print(ec.models.available())"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout == "['en-upos']\n"
 
 
 def test_old_homes_of_the_flair_faces_still_export_them():
