@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from embedcache.embeddings.charlm import CharLMEncoder
-from embedcache.embeddings.onnx_lm import OnnxBackendError, OnnxCharLM, exported_lm, import_onnxruntime
+from embedcache.embeddings.onnx_lm import (
+    ExportedLM,
+    OnnxBackendError,
+    OnnxCharLM,
+    exported_lm,
+    import_onnxruntime,
+)
 
 if TYPE_CHECKING:
     from embedcache.models.tagger import SequenceTagger
@@ -52,7 +58,7 @@ def use_backend(
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    encoders = [e for e in tagger.embeddings.embedders if isinstance(e, CharLMEncoder)]
+    encoders = _char_lm_encoders(tagger)
     if backend == "torch":
         if int8:
             raise ValueError("int8 LMs run on the onnx backend; use backend='onnx'")
@@ -72,3 +78,17 @@ def use_backend(
         encoder.run_lm_with(OnnxCharLM(export, encoder.lm, session_threads))
     tagger.embeddings.concurrent = concurrent
     return tagger
+
+
+def export_lms(tagger: SequenceTagger, directory: str | Path, int8: bool = False) -> list[ExportedLM]:
+    """Export ``tagger``'s char LMs to ``directory`` for ``use_backend(..., onnx_dir=directory)``.
+
+    LMs already exported there, intact, are kept; damaged ones are written again.
+    """
+    import_onnxruntime()
+    precision = "int8" if int8 else "fp32"
+    return [exported_lm(encoder, precision, Path(directory)) for encoder in _char_lm_encoders(tagger)]
+
+
+def _char_lm_encoders(tagger: SequenceTagger) -> list[CharLMEncoder]:
+    return [e for e in tagger.embeddings.embedders if isinstance(e, CharLMEncoder)]

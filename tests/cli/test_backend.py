@@ -48,3 +48,16 @@ def test_an_onnx_dir_without_the_models_export_is_refused_naming_the_file(cli: R
     assert (run.code, run.out) == (2, "")
     assert run.err.startswith(f"embedcache predict: error: {tmp_path}/") and run.err.count("\n") == 1
     assert "-fp32.onnx: no such file; export the model again with 'embedcache export" in run.err
+
+
+def test_export_then_predict_from_the_exported_dir_writes_the_int8_output(cli: RunCli, ner_model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "lms"
+    exported = cli("export", ner_model, out, "--onnx", "--int8")
+    assert exported.code == 0 and exported.err.startswith(f"note: wrote {out}/")
+    assert [p.suffix for p in sorted(out.iterdir())] == [".json", ".onnx"]  # the model has one char LM
+    options = ["predict", "--model", ner_model, "--device", "cpu", "--quiet", "--backend", "onnx", "--int8"]
+    from_dir = cli(*options, "--onnx-dir", out, stdin=TEXT)
+    from_cache = cli(*options, stdin=TEXT)
+    assert (from_dir.code, from_dir.err) == (0, "") and from_dir.out == from_cache.out
+    assert sorted(p.name for p in (tmp_path / "onnx-cache").iterdir()) == sorted(p.name for p in out.iterdir())
