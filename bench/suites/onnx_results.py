@@ -20,7 +20,9 @@ a BiLSTM of hidden 256, a CRF, the BIOES tags of WNUT-17's six entity types. **A
 tags a prefix of the test set (the sentence counts are in the table; fewer for larger LMs): on this shared
 2-core machine Flair's fp32 LMs of hidden 2048 alone would take minutes per round on the whole set.
 
-Threads: torch's intra-op threads (`torch.set_num_threads`), ONNX Runtime's `intra_op_num_threads`.
+Threads: torch's intra-op threads (`torch.set_num_threads`), ONNX Runtime's `intra_op_num_threads`; the
+record was run with `OMP_WAIT_POLICY=PASSIVE` in the environment (on a shared 2-core machine, spinning
+OpenMP threads made every 2-thread case 10-40× slower, Flair's and torch's alike).
 "in turn": the two LMs one after the other, each session on all threads; "at once": the two LMs in two
 Python threads (ONNX Runtime releases the GIL), each session on half the threads.
 

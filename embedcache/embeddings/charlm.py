@@ -50,7 +50,10 @@ if TYPE_CHECKING:
 
 
 class LMRunner(Protocol):
-    """What runs a char LM's forward pass: the LM itself, or an exported copy of it on another runtime."""
+    """What runs a char LM's forward pass instead of the LM itself: an exported copy on another runtime."""
+
+    name: str
+    """The runtime and precision (``onnx-int8``): part of the encoder's fingerprint, as its vectors differ."""
 
     def init_hidden(self, batch_size: int) -> tuple[torch.Tensor, ...]: ...
 
@@ -225,6 +228,15 @@ class CharLMEncoder(torch.nn.Module):
         return gather_rows(states, rows, mode).unbind(0)
 
     def fingerprint(self) -> str:
+        """:meth:`lm_fingerprint`, and the runner's name when another runtime runs the LM.
+
+        Vectors of an int8 runner are not torch's: a cache of them must not be read back for torch's.
+        """
+        if self.runner is None:
+            return self.lm_fingerprint()
+        return hashlib.sha256(f"{self.lm_fingerprint()}/{self.runner.name}".encode()).hexdigest()
+
+    def lm_fingerprint(self) -> str:
         """sha256 over the LM weights, its characters and every option that changes the vectors."""
         digest = hashlib.sha256(_FINGERPRINT_VERSION)
         digest.update(repr((astuple(self.options), self.chars_per_chunk, self.lm.recurrent_type)).encode())

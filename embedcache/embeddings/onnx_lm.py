@@ -15,8 +15,8 @@ On disk, in one directory (the cache, or one written by ``embedcache export``)::
     <fingerprint>-<precision>.onnx    the graph and its weights
     <fingerprint>-<precision>.json    {"format", "fingerprint", "precision", "sha256"} of that file
 
-``fingerprint`` is the encoder's :meth:`~embedcache.embeddings.charlm.CharLMEncoder.fingerprint` (the LM's
-weights, characters and options), so another LM never finds this file; ``sha256`` is checked on every
+``fingerprint`` is the encoder's :meth:`~embedcache.embeddings.charlm.CharLMEncoder.lm_fingerprint` (the
+LM's weights, characters and options), so another LM never finds this file; ``sha256`` is checked on every
 load, so a damaged file is found before it is run. Both files are written under temporary names and renamed
 into place (:mod:`embedcache.temporaries`), the ``.json`` last: a file without its ``.json`` is unfinished.
 """
@@ -110,9 +110,15 @@ def exported_lm(
         rebuild: export again when the file is missing, damaged or another LM's (a cache); else refuse.
 
     Raises:
-        OnnxBackendError: ``rebuild`` is False and the file cannot be used (the message names it).
+        OnnxBackendError: ``rebuild`` is False and the file cannot be used (the message names it); the LM
+            is a Flair ``LanguageModel`` (whose forward pass differs), not embedcache's own.
     """
-    export = ExportedLM(directory or default_cache_dir(), encoder.fingerprint(), precision)
+    if not isinstance(encoder.lm, CharLanguageModel):
+        raise OnnxBackendError(
+            f"{encoder.name}: a Flair LanguageModel; the onnx backend exports embedcache's own LM "
+            "(save the tagger and load it, or load the LM with language_model.load_language_model)"
+        )
+    export = ExportedLM(directory or default_cache_dir(), encoder.lm_fingerprint(), precision)
     problem = export.problem()
     if problem is None:
         return export
@@ -226,7 +232,7 @@ class OnnxCharLM:
         self.session = onnxruntime.InferenceSession(
             str(export.model_path), options, providers=["CPUExecutionProvider"]
         )
-        self.precision = export.precision
+        self.name = f"onnx-{export.precision}"
         self.model_nbytes = export.model_path.stat().st_size
         self.state_names = _state_names(lm)
         self.state_shape = (lm.nlayers, lm.hidden_size)

@@ -91,4 +91,6 @@ def export_lms(tagger: SequenceTagger, directory: str | Path, int8: bool = False
 
 
 def _char_lm_encoders(tagger: SequenceTagger) -> list[CharLMEncoder]:
-    return [e for e in tagger.embeddings.embedders if isinstance(e, CharLMEncoder)]
+    """The tagger's char LM encoders, also those inside Flair faces (``CharLMEmbeddings.encoder``)."""
+    cores = (getattr(e, "encoder", e) for e in tagger.embeddings.embedders)
+    return [core for core in cores if isinstance(core, CharLMEncoder)]

@@ -60,4 +60,6 @@ def test_export_then_predict_from_the_exported_dir_writes_the_int8_output(cli: R
     from_dir = cli(*options, "--onnx-dir", out, stdin=TEXT)
     from_cache = cli(*options, stdin=TEXT)
     assert (from_dir.code, from_dir.err) == (0, "") and from_dir.out == from_cache.out
-    assert sorted(p.name for p in (tmp_path / "onnx-cache").iterdir()) == sorted(p.name for p in out.iterdir())
+    assert sorted(p.name for p in (tmp_path / "onnx-cache").iterdir()) == sorted(
+        p.name for p in out.iterdir()
+    )

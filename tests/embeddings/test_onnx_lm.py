@@ -17,7 +17,7 @@ from embedcache.embeddings.onnx_lm import (
     exported_lm,
     import_onnxruntime,
 )
-from tests.conftest import CHARACTERS
+from tests.conftest import CHARACTERS, make_lm
 
 BATCH_SIZE = 64
 
@@ -66,8 +66,8 @@ def test_an_export_is_made_once_and_then_read(onnx_cache, monkeypatch):
     encoder = CharLMEncoder(native_lm(True))
     first = exported_lm(encoder, "int8")
     assert sorted(p.name for p in onnx_cache.iterdir()) == [
-        f"{encoder.fingerprint()}-int8.json",
-        f"{encoder.fingerprint()}-int8.onnx",
+        f"{encoder.lm_fingerprint()}-int8.json",
+        f"{encoder.lm_fingerprint()}-int8.onnx",
     ]
     monkeypatch.setattr("embedcache.embeddings.onnx_lm.write_export", pytest.fail)
     assert exported_lm(encoder, "int8") == first
@@ -96,7 +96,8 @@ def test_an_export_of_another_lm_is_refused(onnx_cache):
     with pytest.raises(OnnxBackendError, match="another LM or precision"):
         exported_lm(encoder, "fp32", onnx_cache, rebuild=False)
     assert (
-        json.loads(exported_lm(encoder, "fp32").meta_path.read_text())["fingerprint"] == encoder.fingerprint()
+        json.loads(exported_lm(encoder, "fp32").meta_path.read_text())["fingerprint"]
+        == encoder.lm_fingerprint()
     )
 
 
@@ -125,3 +126,9 @@ def test_a_fine_tuned_lm_stays_in_torch():
     encoder = CharLMEncoder(native_lm(True), fine_tune=True)
     with pytest.raises(ValueError, match="fine-tuned"):
         encoder.run_lm_with(encoder.lm)
+
+
+def test_a_flair_lm_is_refused_naming_the_encoder():
+    encoder = CharLMEncoder(make_lm(True, hidden_size=16), name="flair-forward")
+    with pytest.raises(OnnxBackendError, match="flair-forward: a Flair LanguageModel"):
+        exported_lm(encoder, "fp32")

@@ -76,3 +76,14 @@ def test_torch_again_drops_the_sessions_and_int8_needs_onnx(saved_tagger):
 
 def _encoders(tagger: SequenceTagger) -> list[CharLMEncoder]:
     return [e for e in tagger.embeddings.embedders if isinstance(e, CharLMEncoder)]
+
+
+def test_the_fingerprint_names_the_backend_so_caches_of_int8_vectors_stay_apart(saved_tagger):
+    tagger = SequenceTagger.load(saved_tagger)
+    torch_prints = [e.fingerprint() for e in _encoders(tagger)]
+    use_backend(tagger, "onnx", int8=True)
+    int8_prints = [e.fingerprint() for e in _encoders(tagger)]
+    use_backend(tagger, "onnx")
+    fp32_prints = [e.fingerprint() for e in _encoders(tagger)]
+    assert len(set(torch_prints) | set(int8_prints) | set(fp32_prints)) == 6
+    assert [e.lm_fingerprint() for e in _encoders(tagger)] == torch_prints  # the exports' key
