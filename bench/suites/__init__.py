@@ -9,13 +9,14 @@ from collections.abc import Callable
 
 from bench.harness import BenchConfig
 from bench.report import SuiteResult
-from bench.suites import cache, convert, ddp, embed, parity, predict, retained, startup, train
+from bench.suites import cache, convert, ddp, embed, onnx, parity, predict, retained, startup, train
 
 SUITES: dict[str, Callable[[BenchConfig], SuiteResult]] = {
     "cache": cache.run,
     "convert": convert.run,
     "ddp": ddp.run,
     "embed": embed.run,
+    "onnx": onnx.run,
     "parity": parity.run,
     "predict": predict.run,
     "retained": retained.run,

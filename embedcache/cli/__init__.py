@@ -1,5 +1,5 @@
 """The ``embedcache`` command line: ``predict``, ``train``, ``evaluate``, ``profile``, ``info``, ``convert``,
-``download``.
+``export``, ``download``.
 
 Each command is a thin shell over the library, in its own module: ``SUMMARY``, ``DESCRIPTION`` and
 ``EPILOG`` (examples) for its help, ``add_arguments(parser)``, and ``run(args) -> exit code``. A command
@@ -23,7 +23,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from embedcache import __version__
-from embedcache.cli import convert, download, evaluate, info, predict, profile, train
+from embedcache.cli import convert, download, evaluate, export, info, predict, profile, train
 from embedcache.cli.common import EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, one_line, positive_int
 from embedcache.lazy_imports import is_instance_of
 
@@ -38,12 +38,13 @@ examples:
   embedcache profile --data wnut17 --sentences 500 --hidden 256
   embedcache info out/wnut17-ner/best-model
   embedcache convert flair-ner/final-model.pt out/ner-from-flair
+  embedcache export en-upos onnx-lms --onnx --int8
   embedcache download wnut17 --to ~/data
 
 Run 'embedcache COMMAND --help' for the options and examples of a command.
 exit codes: 0 success, 1 internal error (rerun with --debug), 2 bad input (one line on stderr).
 """
-_COMMANDS = (predict, train, evaluate, profile, info, convert, download)
+_COMMANDS = (predict, train, evaluate, profile, info, convert, export, download)
 
 # Errors that are the user's to fix: exit code 2 and one line. Looked up by module, not imported: a module
 # that was never imported cannot have raised its error, and importing the models or the recipes only to

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch and the models are imported by the commands that load one, not for --help
     import torch
 
+    from embedcache.models.backends import Backend
     from embedcache.models.tagger import SequenceTagger
 
 from embedcache.models.catalog import DEFAULT_MODEL, resolve_model_path
@@ -101,19 +102,29 @@ def resolve_model(spec: str | None) -> Path:
         raise BadInput(f"{given}{error}; pass --model PATH to a model directory") from error
 
 
-def load_model(spec: str | None, device: torch.device) -> SequenceTagger:
-    """Load the tagger named by ``--model`` onto ``device``, in eval mode.
+def load_model(
+    spec: str | None,
+    device: torch.device,
+    backend: Backend = "torch",
+    int8: bool = False,
+    onnx_dir: Path | None = None,
+) -> SequenceTagger:
+    """Load the tagger named by ``--model`` onto ``device``, in eval mode, its LMs on ``backend``.
 
     Raises:
-        BadInput: no such model, or a damaged one (:class:`ModelFormatError`).
+        BadInput: no such model, or a damaged one (:class:`ModelFormatError`); the onnx backend without
+            ONNX Runtime or with a damaged export (:class:`OnnxBackendError`).
     """
+    from embedcache.embeddings.onnx_lm import OnnxBackendError
     from embedcache.models.serialization import ModelFormatError
     from embedcache.models.tagger import SequenceTagger
 
     path = resolve_model(spec)
+    if int8 and backend != "onnx":
+        raise BadInput("--int8 runs the LMs on ONNX Runtime; add --backend onnx")
     try:
-        return SequenceTagger.load(path, device=device).eval()
-    except (ModelFormatError, FileNotFoundError) as error:
+        return SequenceTagger.load(path, device, backend, int8, onnx_dir).eval()
+    except (ModelFormatError, FileNotFoundError, OnnxBackendError) as error:
         raise BadInput(error) from error
 
 
@@ -133,7 +144,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def add_runtime_options(parser: argparse.ArgumentParser, batch_size: int = 32) -> None:
-    """``--batch-size``, ``--storage-mode`` and ``--device``, shared by predict and evaluate."""
+    """``--batch-size``, ``--storage-mode``, ``--device`` and the backend, shared by predict and evaluate."""
     parser.add_argument(
         "--batch-size",
         type=positive_int,
@@ -148,6 +159,24 @@ def add_runtime_options(parser: argparse.ArgumentParser, batch_size: int = 32) -
     )
     parser.add_argument(
         "--device", default="auto", help="cpu, cuda, cuda:N or auto (default: GPU if present)"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="what runs the char LMs: torch (default) or ONNX Runtime on the CPU (pip install "
+        "'embedcache[onnx]'); the LMs are exported to ~/.cache/embedcache/onnx on first use",
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="with --backend onnx: int8-quantised LMs (faster, slightly less exact)",
+    )
+    parser.add_argument(
+        "--onnx-dir",
+        type=Path,
+        metavar="DIR",
+        help="with --backend onnx: LMs exported by 'embedcache export'",
     )
 
 

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from embedcache.training.evaluation import evaluate_tags
 
     output = checked_output(args.output, [args.data]) if args.output is not None else None
-    tagger = load_model(args.model, resolve_device(args.device))
+    tagger = load_model(args.model, resolve_device(args.device), args.backend, args.int8, args.onnx_dir)
     sentences = _gold_sentences(args.data, args.format)
     with Feedback("evaluate", bar=show_progress(args.quiet, args.progress), quiet=args.quiet) as feedback:
         predictions = predict(

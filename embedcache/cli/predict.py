@@ -131,7 +131,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     sources = args.inputs or [STDIN]
     output = checked_output(args.output, sources) if args.output is not None else None
-    tagger = load_model(args.model, resolve_device(args.device))
+    tagger = load_model(args.model, resolve_device(args.device), args.backend, args.int8, args.onnx_dir)
     if STDIN in sources and stdin_is_terminal():
         note("reading documents from the terminal; end with Ctrl-D", args.quiet)
     failures = 0

@@ -18,7 +18,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import astuple
 from itertools import chain
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -47,6 +47,20 @@ from embedcache.settings import get_storage_mode
 
 if TYPE_CHECKING:
     from flair.models import LanguageModel
+
+
+class LMRunner(Protocol):
+    """What runs a char LM's forward pass instead of the LM itself: an exported copy on another runtime."""
+
+    name: str
+    """The runtime and precision (``onnx-int8``): part of the encoder's fingerprint, as its vectors differ."""
+
+    def init_hidden(self, batch_size: int) -> tuple[torch.Tensor, ...]: ...
+
+    def forward(
+        self, input: torch.Tensor, hidden: tuple[torch.Tensor, ...], decode: bool = False
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]: ...
+
 
 # 2: plain-text sentences keep their last tokens' whitespace characters (positions.sentence_text).
 _FINGERPRINT_VERSION = b"embedcache.charlm/2"
@@ -98,6 +112,7 @@ class CharLMEncoder(torch.nn.Module):
             # Flair's rule: LMs saved before document_delimiter existed start every text with "\n".
             start_marker=lm.document_delimiter if "document_delimiter" in lm.__dict__ else "\n",
         )
+        self.runner: LMRunner | None = None
         self.train(False)
 
     @property
@@ -117,13 +132,26 @@ class CharLMEncoder(torch.nn.Module):
         # The LM's dropout stays off unless it is being fine-tuned, as in Flair.
         return super().train(self.fine_tune and mode)
 
+    def run_lm_with(self, runner: LMRunner | None) -> None:
+        """Run the LM's forward passes with ``runner`` (an ONNX Runtime session) instead of the torch LM.
+
+        The runner must compute what :attr:`lm` computes (an export of it, see
+        :mod:`embedcache.embeddings.onnx_lm`); :meth:`fingerprint` stays the LM's. ``None``: torch again.
+        """
+        if runner is not None and self.fine_tune:
+            raise ValueError(
+                f"{self.name}: a fine-tuned LM trains in torch; it cannot run on another backend"
+            )
+        self.runner = runner
+
     def hidden_states(self, strings: Sequence[str]) -> torch.Tensor:
         """``(chars, batch, hidden)`` LM states for LM input strings, run in ``chars_per_chunk`` pieces."""
+        lm = self.runner or self.lm
         ids = self.chars.encode_padded(strings).to(self.device, non_blocking=True)  # (B, L)
-        hidden = self.lm.init_hidden(len(strings))
+        hidden = lm.init_hidden(len(strings))
         outputs = []
         for chunk in ids.split(self.chars_per_chunk, dim=1):
-            output, hidden = self.lm.forward(chunk.t(), hidden, decode=False)  # (chunk, B, H)
+            output, hidden = lm.forward(chunk.t(), hidden, decode=False)  # (chunk, B, H)
             outputs.append(output)
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
@@ -200,6 +228,15 @@ class CharLMEncoder(torch.nn.Module):
         return gather_rows(states, rows, mode).unbind(0)
 
     def fingerprint(self) -> str:
+        """:meth:`lm_fingerprint`, and the runner's name when another runtime runs the LM.
+
+        Vectors of an int8 runner are not torch's: a cache of them must not be read back for torch's.
+        """
+        if self.runner is None:
+            return self.lm_fingerprint()
+        return hashlib.sha256(f"{self.lm_fingerprint()}/{self.runner.name}".encode()).hexdigest()
+
+    def lm_fingerprint(self) -> str:
         """sha256 over the LM weights, its characters and every option that changes the vectors."""
         digest = hashlib.sha256(_FINGERPRINT_VERSION)
         digest.update(repr((astuple(self.options), self.chars_per_chunk, self.lm.recurrent_type)).encode())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Union
 
 import torch
@@ -39,6 +40,9 @@ class EmbeddingStack(torch.nn.Module):
         super().__init__()
         self.embedders = as_embedders(embedders)
         self.modules_list = torch.nn.ModuleList(e for e in self.embedders if isinstance(e, torch.nn.Module))
+        # Members run at once, one thread each: for runtimes that release the GIL (ONNX Runtime), two LMs
+        # of a few threads each beat one LM after the other on all threads (small matrices scale poorly).
+        self.concurrent = False
 
     @property
     def embedding_length(self) -> int:
@@ -52,7 +56,11 @@ class EmbeddingStack(torch.nn.Module):
     def embed_batch(
         self, sentences: TokenizedSentences, whitespace_after: WhitespaceAfter | None = None
     ) -> TokenVectors:
-        parts = [embedder.embed_batch(sentences, whitespace_after) for embedder in self.embedders]
+        if self.concurrent and len(self.embedders) > 1:
+            with ThreadPoolExecutor(len(self.embedders)) as pool:
+                parts = list(pool.map(lambda e: e.embed_batch(sentences, whitespace_after), self.embedders))
+        else:
+            parts = [embedder.embed_batch(sentences, whitespace_after) for embedder in self.embedders]
         if len(parts) == 1:
             return parts[0]
         vectors = torch.cat([part.vectors.to(parts[0].vectors.device) for part in parts], dim=1)  # (n, ΣD)

@@ -26,6 +26,7 @@ from embedcache.settings import StorageMode
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from embedcache.models.backends import Backend
     from embedcache.models.predict import PredictInput, Prediction
 
 
@@ -210,15 +211,31 @@ class SequenceTagger(torch.nn.Module):
         save_tagger(self, path)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device | None = None) -> SequenceTagger:
+    def load(
+        cls,
+        path: str | Path,
+        device: str | torch.device | None = None,
+        backend: Backend = "torch",
+        int8: bool = False,
+        onnx_dir: str | Path | None = None,
+    ) -> SequenceTagger:
         """Load a model directory written by :meth:`save`, or a bundled model by name (never unpickles).
+
+        ``backend="onnx"`` runs the char LMs in ONNX Runtime (``int8``: quantised), exported on first use
+        to a cache or read from ``onnx_dir``; see :func:`embedcache.models.backends.use_backend`.
 
         Example:
             >>> tagger = SequenceTagger.load("en-upos")  # doctest: +SKIP
+            >>> fast = SequenceTagger.load("en-upos", backend="onnx", int8=True)  # doctest: +SKIP
         """
         from embedcache.models.serialization import load_tagger
 
-        return load_tagger(path, device=device)
+        tagger = load_tagger(path, device=device)
+        if backend == "torch" and not int8:
+            return tagger
+        from embedcache.models.backends import use_backend
+
+        return use_backend(tagger, backend, int8=int8, onnx_dir=onnx_dir)
 
     @classmethod
     def from_flair(cls, flair_tagger: object) -> SequenceTagger:

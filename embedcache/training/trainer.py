@@ -28,6 +28,7 @@ from embedcache.data.corpus import Corpus
 from embedcache.data.sentence import TaggedSentence
 from embedcache.data.writers import AtomicFile
 from embedcache.lazy_imports import is_instance_of
+from embedcache.models.backends import use_backend
 from embedcache.models.serialization import check_saveable
 from embedcache.models.tagger import SequenceTagger
 from embedcache.settings import storage_mode
@@ -92,6 +93,7 @@ class TrainingConfig:
     shuffle: bool = True
     cache_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     cache_dir: str | None = None
+    cache_int8: bool = False  # build the cache with int8 LMs on ONNX Runtime: faster, vectors ~1% off
     memory_budget_bytes: int | None = None
     on_over_budget: Literal["error", "fallback"] = "error"
     progress: bool = True
@@ -115,6 +117,8 @@ class TrainingConfig:
             )
         if self.distributed_timeout_s <= 0:
             raise ValueError(f"distributed_timeout_s must be positive, got {self.distributed_timeout_s}")
+        if self.cache_int8 and self.storage_mode == "none":
+            raise ValueError("cache_int8 builds the embedding cache; storage_mode 'none' keeps none")
         budget = self.memory_budget_bytes
         if budget is not None and (type(budget) is not int or budget < 0):
             raise ValueError(
@@ -174,6 +178,7 @@ class Trainer:
         seed: int = 0,
         cache_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
         cache_dir: str | Path | None = None,
+        cache_int8: bool = False,
         resume: bool = False,
         device: str | torch.device | None = None,
         progress: bool = True,
@@ -192,6 +197,10 @@ class Trainer:
         The loss is summed over the sentences of an optimiser step, as Flair's, so ``learning_rate`` applies
         to the gradient of the sum over the *effective batch* of ``mini_batch_size × accumulate_steps ×
         ranks`` sentences; keep that product to keep a run's meaning when the number of ranks changes.
+
+        ``cache_int8`` (CPU, cached storage modes) builds the train and dev caches with the char LMs
+        quantised to int8 on ONNX Runtime (:mod:`embedcache.models.backends`): epoch 1 runs faster, the cached
+        vectors are ~1% off torch's fp32 ones; the final test runs the LMs in torch, fp32.
 
         ``seed`` decides the shuffling and dropout of every epoch; the initial weights are drawn when the
         tagger is built, so build it under ``torch.manual_seed`` for a run that repeats bit for bit (a recipe,
@@ -212,7 +221,7 @@ class Trainer:
             accumulate_steps=accumulate_steps, learning_rate=learning_rate, optimizer=optimizer,
             patience=patience, anneal_factor=anneal_factor, min_learning_rate=min_learning_rate, clip=clip,
             seed=seed, shuffle=shuffle, cache_dtype=cache_dtype,
-            cache_dir=None if cache_dir is None else str(cache_dir), progress=progress,
+            cache_dir=None if cache_dir is None else str(cache_dir), cache_int8=cache_int8, progress=progress,
             memory_budget_bytes=memory_budget_bytes, on_over_budget=on_over_budget,
             distributed_backend=distributed_backend, distributed_timeout_s=distributed_timeout_s,
         )  # fmt: skip
@@ -337,15 +346,21 @@ class _Run:
         log.info(
             "caching the %s split's embeddings (%s storage, %s)", split, self.mode, self.config.cache_dtype
         )
-        return EmbeddingCache.build(
-            sentences,
-            self.tagger.embeddings,
-            placement=self.mode,
-            dtype=getattr(torch, self.config.cache_dtype),
-            path=cache_dir,
-            device=self.device,
-            progress=self.progress,
-        )
+        if self.config.cache_int8:
+            use_backend(self.tagger, "onnx", int8=True)  # the fingerprints, and so the cache keys, say int8
+        try:
+            return EmbeddingCache.build(
+                sentences,
+                self.tagger.embeddings,
+                placement=self.mode,
+                dtype=getattr(torch, self.config.cache_dtype),
+                path=cache_dir,
+                device=self.device,
+                progress=self.progress,
+            )
+        finally:
+            if self.config.cache_int8:
+                use_backend(self.tagger, "torch")
 
     def _run_epoch(self, epoch: int, train: BatchSource, dev: BatchSource | None) -> None:
         started = time.perf_counter()

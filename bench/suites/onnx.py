@@ -1,0 +1,215 @@
+"""Suite ``onnx``: predict on the CPU with the char LMs in torch, ONNX Runtime fp32 and ONNX Runtime int8,
+against Flair 0.15.1, for LMs of hidden 256, 1024 and 2048, at 1 and 2 threads; memory; int8's accuracy cost.
+
+Speed uses random LMs (:func:`bench.inputs.random_char_lm`; an LM's cost depends on its sizes, not its
+values) and a random tagger of the ``predict`` suite's shape: a forward and a backward LM, re-projection, a
+BiLSTM of hidden 256, a CRF, the BIOES tags of WNUT-17. Accuracy uses the bundled ``en-upos`` model (trained
+LMs and tagger) on LinES test, through ``embedcache evaluate``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+from flair.data import Dictionary
+from flair.embeddings import FlairEmbeddings, StackedEmbeddings
+from flair.models import SequenceTagger as FlairSequenceTagger
+
+import embedcache as ec
+from bench.harness import BenchConfig, Case, Timing, time_cases
+from bench.inputs import BATCH_SIZE, character_dictionary, load_wnut17_train, random_char_lm
+from bench.report import SuiteResult
+from bench.suites.onnx_results import Accuracy, Memory, SizeRun, suite_result
+from bench.suites.predict import CALL_SENTENCES, Call, check_same_shape, cli_executable, entity_types
+from embedcache.data.datasets import WNUT17
+from embedcache.embeddings.language_model import load_language_model, save_language_model
+from embedcache.models.backends import use_backend
+from embedcache.models.labels import TagDictionary
+
+log = logging.getLogger(__name__)
+
+# WNUT-17 test sentences timed per LM size: all at 256; fewer where Flair's fp32 LM alone takes minutes.
+SENTENCES = {256: 512, 1024: 128, 2048: 64}
+QUICK_SENTENCES = 32
+THREADS = (1, 2)
+SEED = 0
+TAGGER_HIDDEN = 256
+
+
+def native_twin(flair_lm: object, folder: Path) -> ec.CharLMEncoder:
+    """embedcache's native LM of the same weights, through embedcache's LM files."""
+    save_language_model(flair_lm, folder)  # type: ignore[arg-type]
+    return ec.CharLMEncoder(load_language_model(folder))
+
+
+def taggers(
+    labels: list[str], hidden: int, dictionary: Dictionary, folder: Path
+) -> tuple[Path, FlairSequenceTagger]:
+    """The saved embedcache tagger and Flair's, on the same random LMs of ``hidden``, same tagger seed."""
+    lms = [
+        random_char_lm(dictionary, hidden, torch.device("cpu"), is_forward) for is_forward in (True, False)
+    ]
+    encoders = [native_twin(lm, folder / f"lm-{i}") for i, lm in enumerate(lms)]
+    torch.manual_seed(SEED)
+    ours = ec.SequenceTagger(
+        encoders, TagDictionary.for_labels(labels, "BIOES"), "ner", hidden_size=TAGGER_HIDDEN
+    )
+    ours.save(folder / "model")
+    tag_dictionary = Dictionary(add_unk=False)
+    for label in labels:
+        tag_dictionary.add_item(label)
+    tag_dictionary.span_labels = True
+    torch.manual_seed(SEED)
+    embeddings = StackedEmbeddings([FlairEmbeddings(lm) for lm in lms])
+    theirs = FlairSequenceTagger(
+        embeddings, tag_dictionary, "ner", tag_format="BIOES", hidden_size=TAGGER_HIDDEN
+    )
+    return folder / "model", theirs.eval()
+
+
+def loaded(
+    model: Path, backend: str, threads: int, int8: bool = False, at_once: bool = False
+) -> ec.SequenceTagger:
+    tagger = ec.SequenceTagger.load(model).eval()
+    if backend == "onnx":
+        use_backend(tagger, "onnx", int8=int8, threads=threads, concurrent_lms=at_once)
+    return tagger
+
+
+def variants(model: Path, threads: int) -> dict[str, ec.SequenceTagger]:
+    """The embedcache cases at ``threads``: torch, and ONNX fp32/int8 with the LMs in turn (and at once)."""
+    cases = {"torch": loaded(model, "torch", threads)}
+    for precision in ("fp32", "int8"):
+        cases[f"onnx_{precision}"] = loaded(model, "onnx", threads, precision == "int8")
+        if threads > 1:
+            cases[f"onnx_{precision}_at_once"] = loaded(
+                model, "onnx", threads, precision == "int8", at_once=True
+            )
+    return cases
+
+
+def speed_cases(ours: dict[str, ec.SequenceTagger], theirs: FlairSequenceTagger) -> list[Case[Call]]:
+    def ec_case(name: str, tagger: ec.SequenceTagger) -> Case[Call]:
+        return Case(name, lambda call: tagger.predict(call.sentences, batch_size=BATCH_SIZE))
+
+    flair = Case(
+        "flair",
+        lambda call: theirs.predict(call.flair_sentences, mini_batch_size=BATCH_SIZE),
+        lambda call: call.rebuild_flair_sentences(),
+    )
+    return [*(ec_case(name, tagger) for name, tagger in ours.items()), flair]
+
+
+def same_tags(model: Path, sentences: list[ec.TaggedSentence]) -> tuple[int, int]:
+    """Sentences whose tags torch and ONNX fp32 agree on, of all."""
+    torch_tags = [p.tags for p in loaded(model, "torch", 1).predict(sentences)]
+    onnx_tags = [p.tags for p in loaded(model, "onnx", 1).predict(sentences)]
+    return sum(a == b for a, b in zip(torch_tags, onnx_tags, strict=True)), len(sentences)
+
+
+def peak_rss_bytes(command: list[str], folder: Path) -> int:
+    """The peak RSS of a command run to its end, read by GNU time.
+
+    Not from ``os.wait4`` on our own child: Linux keeps a process's peak RSS across ``exec``, so a child of
+    this multi-GiB process would report at least our size. GNU time is small, and its child starts small.
+    """
+    report = folder / "time.txt"
+    subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(report), *command], check=True)
+    return int(report.read_text().split()[-1]) * 1024  # KiB
+
+
+def memory(model: Path, sentences: list[ec.TaggedSentence], folder: Path) -> list[Memory]:
+    """Bytes of the LMs as torch parameters and as ONNX files; peak RSS of ``embedcache predict``."""
+    conll = folder / "memory.conll"
+    conll.write_text("".join("\n".join(s.tokens) + "\n\n" for s in sentences), encoding="utf-8")
+    tagger = ec.SequenceTagger.load(model)
+    encoders = [e for e in tagger.embeddings.embedders if isinstance(e, ec.CharLMEncoder)]
+    torch_nbytes = sum(p.numel() * p.element_size() for e in encoders for p in e.lm.parameters())
+    rows = []
+    for name, options in (
+        ("torch", []),
+        ("onnx_fp32", ["--backend", "onnx"]),
+        ("onnx_int8", ["--backend", "onnx", "--int8"]),
+    ):
+        if name == "torch":
+            nbytes = torch_nbytes
+        else:
+            loaded_tagger = loaded(model, "onnx", 1, int8=name == "onnx_int8")  # also fills the cache first
+            nbytes = sum(
+                e.runner.model_nbytes
+                for e in loaded_tagger.embeddings.embedders
+                if isinstance(e, ec.CharLMEncoder)
+            )
+        command = [str(cli_executable()), "predict", "--threads", "1", "--model", str(model), str(conll),
+                   "--output", str(folder / "out.conll"), "--device", "cpu", "--quiet", *options]  # fmt: skip
+        rows.append(Memory(name, nbytes, peak_rss_bytes(command, folder)))
+    return rows
+
+
+def lines_accuracy(config: BenchConfig) -> list[Accuracy]:
+    """``en-upos`` on LinES test, torch vs ONNX fp32 vs int8, through ``embedcache evaluate``."""
+    test = config.data_dir / "ud_english_lines" / "test.conllu"
+    rows = []
+    for name, options in (
+        ("torch", []),
+        ("onnx_fp32", ["--backend", "onnx"]),
+        ("onnx_int8", ["--backend", "onnx", "--int8"]),
+    ):
+        command = [str(cli_executable()), "evaluate", "--threads", "1", "en-upos", str(test),
+                   "--json", "--quiet", "--device", "cpu", *options]  # fmt: skip
+        scores = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+        rows.append(Accuracy(name, scores["accuracy"], scores["n_sentences"]))
+    return rows
+
+
+def run_size(config: BenchConfig, hidden: int, test: list[ec.TaggedSentence], root: Path) -> SizeRun:
+    sentences = test[: QUICK_SENTENCES if config.quick else SENTENCES[hidden]]
+    folder = root / f"hidden-{hidden}"
+    folder.mkdir()
+    labels = entity_types(WNUT17(config.data_dir / "wnut17").train)
+    dictionary = character_dictionary(load_wnut17_train(config.data_dir))
+    model, theirs = taggers(labels, hidden, dictionary, folder)
+    calls = [Call(sentences[i : i + CALL_SENTENCES], []) for i in range(0, len(sentences), CALL_SENTENCES)]
+    for call in calls:
+        call.rebuild_flair_sentences()
+    timings: dict[int, dict[str, Timing]] = {}
+    for threads in THREADS:
+        torch.set_num_threads(threads)
+        ours = variants(model, threads)
+        check_same_shape(ours["torch"], theirs, calls[0])
+        log.info("hidden %d, %d thread(s): timing %s", hidden, threads, ", ".join([*ours, "flair"]))
+        timings[threads] = time_cases(
+            speed_cases(ours, theirs),
+            calls,
+            warmup=config.warmup,
+            repeats=config.repeats,
+            device=torch.device("cpu"),
+        )
+    torch.set_num_threads(THREADS[0])
+    identical = same_tags(model, test if hidden == min(SENTENCES) and not config.quick else sentences)
+    rows = memory(model, sentences, folder) if hidden == max(SENTENCES) else []
+    return SizeRun(hidden, len(sentences), sum(len(s) for s in sentences), timings, identical, rows)
+
+
+def run(config: BenchConfig) -> SuiteResult:
+    if config.device.type != "cpu":
+        raise RuntimeError("the onnx suite measures the CPU; run it with --device cpu")
+    test = [s for s in WNUT17(config.data_dir / "wnut17").test if len(s)]
+    threads_before, cache_before = torch.get_num_threads(), os.environ.get("EMBEDCACHE_ONNX_CACHE")
+    with tempfile.TemporaryDirectory(prefix="bench-onnx-") as root:
+        os.environ["EMBEDCACHE_ONNX_CACHE"] = str(Path(root) / "onnx-cache")  # also for the subprocesses
+        try:
+            runs = [run_size(config, hidden, test, Path(root)) for hidden in SENTENCES]
+            accuracy = [] if config.quick else lines_accuracy(config)
+        finally:
+            torch.set_num_threads(threads_before)
+            os.environ.pop("EMBEDCACHE_ONNX_CACHE")
+            if cache_before is not None:
+                os.environ["EMBEDCACHE_ONNX_CACHE"] = cache_before
+    return suite_result(runs, accuracy, config.quick)

@@ -1,0 +1,96 @@
+"""Inference backends of a loaded tagger: which runtime runs its char LMs, and how they share the threads.
+
+``torch`` (the default) runs everything in torch. ``onnx`` runs each char LM in an ONNX Runtime session,
+fp32 or int8 (:mod:`embedcache.embeddings.onnx_lm`); word vectors, extraction, the tagger's BiLSTM and the
+CRF stay in torch, where they cost little. With two or more threads and two LMs, the LMs run at once, each
+session on its share of the threads: the forward and backward LMs are independent, and one LSTM's small
+matrices use a second core poorly.
+
+Example:
+    >>> tagger = SequenceTagger.load("en-upos", backend="onnx", int8=True)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import torch
+
+from embedcache.embeddings.charlm import CharLMEncoder
+from embedcache.embeddings.onnx_lm import (
+    ExportedLM,
+    OnnxBackendError,
+    OnnxCharLM,
+    exported_lm,
+    import_onnxruntime,
+)
+
+if TYPE_CHECKING:
+    from embedcache.models.tagger import SequenceTagger
+
+Backend = Literal["torch", "onnx"]
+BACKENDS: tuple[Backend, ...] = ("torch", "onnx")
+
+
+def use_backend(
+    tagger: SequenceTagger,
+    backend: Backend,
+    *,
+    int8: bool = False,
+    onnx_dir: str | Path | None = None,
+    threads: int | None = None,
+    concurrent_lms: bool | None = None,
+) -> SequenceTagger:
+    """Run ``tagger``'s char LMs on ``backend`` from now on; returns the tagger.
+
+    Args:
+        int8: ``onnx`` only: the dynamically quantised LMs (faster, a little less exact).
+        onnx_dir: a directory written by ``embedcache export``, used as it is (a missing or damaged file is
+            refused); ``None``: the cache (:func:`~embedcache.embeddings.onnx_lm.default_cache_dir`), where
+            exports are made on first use and made again when damaged.
+        threads: CPU threads for the LMs (default: torch's thread count).
+        concurrent_lms: run the LMs at once (default: with two LMs or more and two threads or more).
+
+    Raises:
+        OnnxBackendError: ``onnx`` without ONNX Runtime, on a GPU, or with an unusable exported file.
+        ValueError: an unknown backend, or ``int8`` with ``torch``.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    encoders = _char_lm_encoders(tagger)
+    if backend == "torch":
+        if int8:
+            raise ValueError("int8 LMs run on the onnx backend; use backend='onnx'")
+        for encoder in encoders:
+            encoder.run_lm_with(None)
+        tagger.embeddings.concurrent = False
+        return tagger
+    import_onnxruntime()
+    if tagger.device.type != "cpu":
+        raise OnnxBackendError(f"the onnx backend runs on the CPU; the tagger is on {tagger.device}")
+    threads = threads or torch.get_num_threads()
+    concurrent = len(encoders) > 1 and threads > 1 if concurrent_lms is None else concurrent_lms
+    session_threads = max(1, threads // len(encoders)) if concurrent and encoders else threads
+    directory = None if onnx_dir is None else Path(onnx_dir)
+    for encoder in encoders:
+        export = exported_lm(encoder, "int8" if int8 else "fp32", directory, rebuild=directory is None)
+        encoder.run_lm_with(OnnxCharLM(export, encoder.lm, session_threads))
+    tagger.embeddings.concurrent = concurrent
+    return tagger
+
+
+def export_lms(tagger: SequenceTagger, directory: str | Path, int8: bool = False) -> list[ExportedLM]:
+    """Export ``tagger``'s char LMs to ``directory`` for ``use_backend(..., onnx_dir=directory)``.
+
+    LMs already exported there, intact, are kept; damaged ones are written again.
+    """
+    import_onnxruntime()
+    precision = "int8" if int8 else "fp32"
+    return [exported_lm(encoder, precision, Path(directory)) for encoder in _char_lm_encoders(tagger)]
+
+
+def _char_lm_encoders(tagger: SequenceTagger) -> list[CharLMEncoder]:
+    """The tagger's char LM encoders, also those inside Flair faces (``CharLMEmbeddings.encoder``)."""
+    cores = (getattr(e, "encoder", e) for e in tagger.embeddings.embedders)
+    return [core for core in cores if isinstance(core, CharLMEncoder)]

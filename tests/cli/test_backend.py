@@ -1,0 +1,65 @@
+"""embedcache predict --backend onnx [--int8] [--onnx-dir]: torch's output, and one-line errors (exit 2)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from tests.cli.conftest import RunCli
+
+TEXT = "Anna lives in Rome .\nApple is looking at buying a U.K. startup for $ 1 billion .\n"
+
+
+@pytest.fixture(autouse=True)
+def onnx_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMBEDCACHE_ONNX_CACHE", str(tmp_path / "onnx-cache"))
+
+
+def test_onnx_fp32_writes_what_torch_writes(cli: RunCli, ner_model, data_dir):
+    pytest.importorskip("onnxruntime")
+    test = data_dir / "wnut17" / "test.conll"
+    torch_run = cli("predict", "--model", ner_model, "--device", "cpu", "--quiet", test)
+    onnx_run = cli("predict", "--model", ner_model, "--device", "cpu", "--quiet", "--backend", "onnx", test)
+    assert (onnx_run.code, onnx_run.err) == (0, "") and torch_run.code == 0
+    assert onnx_run.out == torch_run.out
+
+
+def test_int8_without_the_onnx_backend_is_refused(cli: RunCli, ner_model):
+    run = cli("predict", "--model", ner_model, "--int8", stdin=TEXT)
+    assert (run.code, run.out) == (2, "")
+    assert run.err == "embedcache predict: error: --int8 runs the LMs on ONNX Runtime; add --backend onnx\n"
+
+
+def test_without_onnx_runtime_one_line_says_how_to_install_it(cli: RunCli, ner_model, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    run = cli("predict", "--model", ner_model, "--device", "cpu", "--backend", "onnx", stdin=TEXT)
+    assert (run.code, run.out) == (2, "")
+    assert run.err == (
+        "embedcache predict: error: ONNX Runtime is not installed; install it with: "
+        "pip install 'embedcache[onnx]'\n"
+    )
+
+
+def test_an_onnx_dir_without_the_models_export_is_refused_naming_the_file(cli: RunCli, ner_model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    args = ["predict", "--model", ner_model, "--device", "cpu", "--backend", "onnx", "--onnx-dir", tmp_path]
+    run = cli(*args, stdin=TEXT)
+    assert (run.code, run.out) == (2, "")
+    assert run.err.startswith(f"embedcache predict: error: {tmp_path}/") and run.err.count("\n") == 1
+    assert "-fp32.onnx: no such file; export the model again with 'embedcache export" in run.err
+
+
+def test_export_then_predict_from_the_exported_dir_writes_the_int8_output(cli: RunCli, ner_model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "lms"
+    exported = cli("export", ner_model, out, "--onnx", "--int8")
+    assert exported.code == 0 and exported.err.startswith(f"note: wrote {out}/")
+    assert [p.suffix for p in sorted(out.iterdir())] == [".json", ".onnx"]  # the model has one char LM
+    options = ["predict", "--model", ner_model, "--device", "cpu", "--quiet", "--backend", "onnx", "--int8"]
+    from_dir = cli(*options, "--onnx-dir", out, stdin=TEXT)
+    from_cache = cli(*options, stdin=TEXT)
+    assert (from_dir.code, from_dir.err) == (0, "") and from_dir.out == from_cache.out
+    assert sorted(p.name for p in (tmp_path / "onnx-cache").iterdir()) == sorted(
+        p.name for p in out.iterdir()
+    )

@@ -1,0 +1,89 @@
+"""Backends of a loaded tagger: onnx fp32 tags as torch does, LMs at once or in turn alike, torch again."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from gensim.models import KeyedVectors
+
+import embedcache as ec
+from embedcache.data.conll import read_column_file
+from embedcache.embeddings.charlm import CharLMEncoder
+from embedcache.embeddings.onnx_lm import OnnxCharLM
+from embedcache.models.backends import use_backend
+from embedcache.models.labels import TagDictionary
+from embedcache.models.tagger import SequenceTagger
+from tests.conftest import make_lm
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(autouse=True)
+def onnx_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMBEDCACHE_ONNX_CACHE", str(tmp_path / "onnx-cache"))
+
+
+@pytest.fixture
+def saved_tagger(tmp_path):
+    """A random NER tagger on two LMs and word vectors, with large emission weights so that tags vary."""
+    torch.manual_seed(0)
+    words = KeyedVectors(4)
+    words.add_vectors(["the", "a"], [[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
+    embedders = [
+        ec.CharLMEmbeddings(make_lm(True, 24, seed=1)),
+        ec.CharLMEmbeddings(make_lm(False, 16, seed=2)),
+        ec.WordEmbeddings(words),
+    ]
+    tags = TagDictionary.for_labels(["LOC", "ORG", "PER"], "BIOES")
+    tagger = SequenceTagger(embedders, tags, "ner", use_rnn=False, use_crf=False)
+    torch.nn.init.normal_(tagger.emission.weight, std=30.0)
+    tagger.save(tmp_path / "model")
+    return tmp_path / "model"
+
+
+@pytest.fixture(scope="module")
+def wnut17_dev(data_dir) -> list[list[str]]:
+    return [s.tokens for s in read_column_file(data_dir / "wnut17" / "dev.conll")]
+
+
+def test_onnx_fp32_gives_torchs_tags_on_wnut17_dev_and_vectors_within_1e_5(saved_tagger, wnut17_dev):
+    torch_tagger = SequenceTagger.load(saved_tagger)
+    onnx_tagger = SequenceTagger.load(saved_tagger, backend="onnx")
+    assert all(isinstance(e.runner, OnnxCharLM) for e in _encoders(onnx_tagger))
+    expected = [p.tags for p in torch_tagger.predict(wnut17_dev)]
+    assert len({tag for tags in expected for tag in tags}) >= 3  # tags that vary, so that equality means much
+    assert [p.tags for p in onnx_tagger.predict(wnut17_dev)] == expected
+    batch = wnut17_dev[:64]
+    assert (onnx_tagger.embed(batch)[0] - torch_tagger.embed(batch)[0]).abs().max().item() <= 1e-5
+
+
+def test_lms_at_once_give_the_vectors_of_lms_in_turn(saved_tagger, wnut17_dev):
+    tagger = SequenceTagger.load(saved_tagger)
+    use_backend(tagger, "onnx", threads=2, concurrent_lms=False)
+    in_turn = tagger.embed(wnut17_dev[:64])[0]
+    use_backend(tagger, "onnx", threads=2)
+    assert tagger.embeddings.concurrent
+    assert torch.equal(tagger.embed(wnut17_dev[:64])[0], in_turn)
+
+
+def test_torch_again_drops_the_sessions_and_int8_needs_onnx(saved_tagger):
+    tagger = SequenceTagger.load(saved_tagger, backend="onnx", int8=True)
+    use_backend(tagger, "torch")
+    assert [e.runner for e in _encoders(tagger)] == [None, None] and not tagger.embeddings.concurrent
+    with pytest.raises(ValueError, match="int8 LMs run on the onnx backend"):
+        use_backend(tagger, "torch", int8=True)
+
+
+def _encoders(tagger: SequenceTagger) -> list[CharLMEncoder]:
+    return [e for e in tagger.embeddings.embedders if isinstance(e, CharLMEncoder)]
+
+
+def test_the_fingerprint_names_the_backend_so_caches_of_int8_vectors_stay_apart(saved_tagger):
+    tagger = SequenceTagger.load(saved_tagger)
+    torch_prints = [e.fingerprint() for e in _encoders(tagger)]
+    use_backend(tagger, "onnx", int8=True)
+    int8_prints = [e.fingerprint() for e in _encoders(tagger)]
+    use_backend(tagger, "onnx")
+    fp32_prints = [e.fingerprint() for e in _encoders(tagger)]
+    assert len(set(torch_prints) | set(int8_prints) | set(fp32_prints)) == 6
+    assert [e.lm_fingerprint() for e in _encoders(tagger)] == torch_prints  # the exports' key
