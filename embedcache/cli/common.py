@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch and the models are imported by the commands that load one, not for --help
     import torch
 
+    from embedcache.models.pipeline import Pipeline, WeightBytes
     from embedcache.models.tagger import SequenceTagger
 
 from embedcache.models.catalog import DEFAULT_MODEL, resolve_model_path
@@ -115,6 +116,32 @@ def load_model(spec: str | None, device: torch.device) -> SequenceTagger:
         return SequenceTagger.load(path, device=device).eval()
     except (ModelFormatError, FileNotFoundError) as error:
         raise BadInput(error) from error
+
+
+def load_pipeline(specs: Sequence[str | None], device: torch.device) -> Pipeline:
+    """The taggers of the ``--model`` values as one pipeline (one tagger: a pipeline of one), named by
+    their tag types when these differ (``upos``, ``ner``), else by the ``--model`` values as given.
+
+    Raises:
+        BadInput: a model that cannot be loaded, or one given twice.
+    """
+    from embedcache.models.pipeline import Pipeline
+
+    taggers = [load_model(spec, device) for spec in specs]
+    tag_types = [tagger.tag_type for tagger in taggers]
+    names = tag_types if len(set(tag_types)) == len(tag_types) else [str(spec) for spec in specs]
+    repeated = [name for name in names if names.count(name) > 1]
+    if repeated:
+        raise BadInput(f"--model {repeated[0]}: given twice; give each model once")
+    return Pipeline(taggers, names)
+
+
+def describe_weight_bytes(nbytes: WeightBytes) -> list[str]:
+    """Lines saying what the weights of a pipeline take: shared embedders once, then each tagger."""
+    lines = [f"shared embedders {nbytes.shared_embedders:,} bytes (each distinct LM counted once)"]
+    lines += [f"tagger {name} {size:,} bytes (its own layers)" for name, size in nbytes.taggers.items()]
+    lines.append(f"total {nbytes.total:,} bytes; loaded one by one {nbytes.separately:,} bytes")
+    return lines
 
 
 def resolve_device(name: str) -> torch.device:

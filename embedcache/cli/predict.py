@@ -31,7 +31,7 @@ from embedcache.cli.common import (
     add_max_memory_option,
     add_runtime_options,
     checked_output,
-    load_model,
+    load_pipeline,
     note,
     one_line,
     positive_int,
@@ -61,8 +61,6 @@ from embedcache.data.writers import (
 )
 
 if TYPE_CHECKING:  # torch and the models are imported when a model is loaded, not for --help
-    import torch
-
     from embedcache.models.pipeline import Pipeline
     from embedcache.models.predict import Prediction
 
@@ -179,9 +177,9 @@ def run(args: argparse.Namespace) -> int:
         if args.nproc is not None and args.nproc > 1 and not launched_by_torchrun():
             return predict_ranks.launch(args, sources, output)
         if launched_by_torchrun():
-            pipeline = _load_pipeline(specs, predict_ranks.rank_device(resolve_device(args.device)))
+            pipeline = load_pipeline(specs, predict_ranks.rank_device(resolve_device(args.device)))
             return predict_ranks.run_rank(pipeline, sources, output, args, _tag_input)
-    pipeline = _load_pipeline(specs, resolve_device(args.device))
+    pipeline = load_pipeline(specs, resolve_device(args.device))
     if STDIN in sources and stdin_is_terminal():
         note("reading documents from the terminal; end with Ctrl-D", args.quiet)
     failures = 0
@@ -207,25 +205,6 @@ def run(args: argparse.Namespace) -> int:
     if feedback.documents:  # empty inputs have had their note
         feedback.summarize(str(output) if output is not None else "stdout")
     return EXIT_OK
-
-
-def _load_pipeline(specs: list[str | None], device: torch.device) -> Pipeline:
-    """The taggers of the ``--model`` values as one pipeline (one tagger: a pipeline of one)."""
-    from embedcache.models.pipeline import Pipeline
-
-    taggers = [load_model(spec, device) for spec in specs]
-    return Pipeline(taggers, _model_names(specs, [tagger.tag_type for tagger in taggers]))
-
-
-def _model_names(specs: list[str | None], tag_types: list[str]) -> list[str]:
-    """Tag types when they differ (``upos``, ``ner``), else the ``--model`` values as given."""
-    if len(set(tag_types)) == len(tag_types):
-        return tag_types
-    names = [str(spec) for spec in specs]
-    repeated = [name for name in names if names.count(name) > 1]
-    if repeated:
-        raise BadInput(f"--model {repeated[0]}: given twice; give each model once")
-    return names
 
 
 def _failed(sink: _FileSink | _StdoutSink, error: object) -> int:

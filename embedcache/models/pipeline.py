@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -35,6 +36,25 @@ if TYPE_CHECKING:
     from embedcache.models.predict import PredictInput, Prediction
     from embedcache.models.tagger import SequenceTagger
     from embedcache.settings import StorageMode
+
+
+@dataclass(frozen=True)
+class WeightBytes:
+    """Weight bytes of a pipeline.
+
+    Attributes:
+        shared_embedders: the distinct embedders (LMs, word vectors), each counted once.
+        taggers: each tagger's own network (all but its embedders), by name.
+        separately: what the taggers hold loaded one by one (each counting its own copy of its embedders).
+    """
+
+    shared_embedders: int
+    taggers: dict[str, int]
+    separately: int
+
+    @property
+    def total(self) -> int:
+        return self.shared_embedders + sum(self.taggers.values())
 
 
 class Pipeline:
@@ -87,15 +107,15 @@ class Pipeline:
         ]
         return inputs, lengths
 
-    def weight_nbytes(self) -> dict[str, int]:
-        """Bytes of parameters and buffers: ``"shared embedders"`` (each counted once), then each tagger's
-        own network (everything but its embedders), by name."""
+    def weight_nbytes(self) -> WeightBytes:
+        """Bytes of the weights (parameters and buffers) this pipeline holds, and would hold unshared."""
         shared = sum(_module_nbytes(e) for e in self.embedders if isinstance(e, torch.nn.Module))
         own = {
             name: _module_nbytes(tagger) - _module_nbytes(tagger.embeddings)
             for name, tagger in zip(self.names, self.taggers, strict=True)
         }
-        return {"shared embedders": shared, **own}
+        separately = sum(_module_nbytes(tagger) for tagger in self.taggers)
+        return WeightBytes(shared, own, separately)
 
     def predict(
         self,

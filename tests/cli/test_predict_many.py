@@ -120,3 +120,21 @@ def test_a_killed_rank_fails_the_run_in_one_line_and_leaves_nothing(ner_model, t
     assert err.count("\n") == 1 and err.startswith("embedcache predict: error: --nproc 2: rank ")
     assert "was killed by signal 9" in err and f"{output} was not written" in err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["posts.txt"]
+
+
+def test_info_and_profile_count_the_shared_lm_once(cli: RunCli, pos_model, ner_model):
+    info = json.loads(cli("info", pos_model, ner_model, "--memory", "--json").out)
+    alone = [
+        json.loads(cli("info", model, "--memory", "--json").out)["weights"]
+        for model in (pos_model, ner_model)
+    ]
+    weights = info["weights"]
+    assert [m["tag_type"] for m in info["models"]] == ["upos", "ner"]
+    assert weights["shared_embedders"] == alone[0]["shared_embedders"] == alone[1]["shared_embedders"] > 0
+    assert weights["taggers"] == {"upos": alone[0]["taggers"]["upos"], "ner": alone[1]["taggers"]["ner"]}
+    assert weights["separately"] == alone[0]["total"] + alone[1]["total"]
+    assert weights["total"] == weights["separately"] - weights["shared_embedders"]
+    models = ["-m", pos_model, "-m", ner_model]
+    profile = cli("profile", *models, "--data", "wnut17", "--sentences", "4", "--modes", "none")
+    assert profile.code == 0 and "char LMs: forward 16;" in profile.out
+    assert f"weights: shared embedders {weights['shared_embedders']:,} bytes" in profile.out

@@ -61,9 +61,11 @@ def test_equal_lms_are_kept_once_and_the_copies_released(taggers):
     lm_nbytes = [sum(p.numel() * 4 for p in e.parameters()) + sum(b.numel() * 4 for b in e.buffers())
                  for e in pipeline.embedders]  # fmt: skip
     nbytes = pipeline.weight_nbytes()
-    assert nbytes["shared embedders"] == sum(lm_nbytes)
-    upos = taggers[0]
-    assert nbytes["upos"] == sum(p.numel() * 4 for n, p in upos.named_parameters() if "embeddings" not in n)
+    assert nbytes.shared_embedders == sum(lm_nbytes)
+    own = [sum(p.numel() * 4 for n, p in t.named_parameters() if "embeddings" not in n) for t in taggers]
+    assert nbytes.taggers == dict(zip(["upos", "ner", "other"], own, strict=True))
+    assert nbytes.total == sum(lm_nbytes) + sum(own)
+    assert nbytes.separately == 2 * (lm_nbytes[0] + lm_nbytes[1]) + sum(lm_nbytes) + sum(own)
 
 
 def test_contiguous_runs_read_a_view_others_a_column_selection():
