@@ -9,7 +9,19 @@ from collections.abc import Callable
 
 from bench.harness import BenchConfig
 from bench.report import SuiteResult
-from bench.suites import cache, convert, ddp, embed, parity, predict, retained, startup, train
+from bench.suites import (
+    cache,
+    convert,
+    ddp,
+    embed,
+    parity,
+    pipeline,
+    predict,
+    predict_nproc,
+    retained,
+    startup,
+    train,
+)
 
 SUITES: dict[str, Callable[[BenchConfig], SuiteResult]] = {
     "cache": cache.run,
@@ -17,7 +29,9 @@ SUITES: dict[str, Callable[[BenchConfig], SuiteResult]] = {
     "ddp": ddp.run,
     "embed": embed.run,
     "parity": parity.run,
+    "pipeline": pipeline.run,
     "predict": predict.run,
+    "predict_nproc": predict_nproc.run,
     "retained": retained.run,
     "startup": startup.run,
     "train": train.run,
