@@ -7,6 +7,7 @@ two ranks, plus torchrun's launch), which is what a user waits for.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from pathlib import Path
 
@@ -31,9 +32,9 @@ DESCRIPTION = f"""\
 `text/social_media_en.txt` (raw text, one document per line, split and tokenised as Flair does), with a small
 random-weight model so the run takes minutes on a CPU: forward and backward character LMs of hidden
 {LM_HIDDEN} (seeds 0 and 1), a BiLSTM of hidden {TAGGER_HIDDEN} with a CRF over WNUT-17-like BIOES tags.
-`--nproc 1` is the ordinary single process; `--nproc 2` starts two ranks with `torch.distributed.run`
-(gloo), each with half the cores (`--threads`), each tagging a contiguous half of the documents; rank 0
-joins the parts.
+`--nproc 1` is the ordinary single process with every core (`--threads` = cores); `--nproc 2` starts two
+ranks with `torch.distributed.run` (gloo), each with half the cores (the default under `--nproc`), each
+tagging a contiguous half of the documents; rank 0 joins the parts.
 One run each; the two outputs are compared byte for byte."""
 
 
@@ -71,7 +72,8 @@ def run(config: BenchConfig) -> SuiteResult:
                 "--device",
                 "cpu",
             ]
-            runs[nproc] = run_cli([*arguments, "--quiet", f"--nproc={nproc}"])
+            threads = [f"--threads={os.cpu_count()}"] if nproc == 1 else []  # ranks: cores ÷ N each
+            runs[nproc] = run_cli([*arguments, "--quiet", f"--nproc={nproc}", *threads])
             log.info("--nproc %d: %.1f s", nproc, runs[nproc][0])
         identical = (Path(folder) / "nproc1.conll").read_bytes() == (
             Path(folder) / "nproc2.conll"
@@ -86,8 +88,8 @@ def run(config: BenchConfig) -> SuiteResult:
     notes = [
         "Speed-up = wall time of --nproc 1 ÷ this run's. Peak RSS: the largest process of the run's "
         "process tree (a rank under torchrun), not the sum over ranks.",
-        f"Outputs byte-identical: {identical}. Threads: {torch.get_num_threads()} for --nproc 1, "
-        "cores ÷ 2 per rank for --nproc 2.",
+        f"Outputs byte-identical: {identical}. Threads: {os.cpu_count()} for --nproc 1, "
+        f"{max(1, (os.cpu_count() or 1) // 2)} per rank for --nproc 2.",
     ]
     return SuiteResult(
         suite="predict_nproc",

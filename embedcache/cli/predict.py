@@ -16,7 +16,6 @@ Several ``--model``s run as one :class:`~embedcache.models.pipeline.Pipeline` (s
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from collections.abc import Iterable, Iterator
@@ -170,15 +169,14 @@ def run(args: argparse.Namespace) -> int:
         raise BadInput(
             "--format-out inline marks one model's labels; with several --model use conll or jsonl"
         )
-    if (args.nproc is not None and args.nproc > 1) or "RANK" in os.environ:
-        from embedcache.cli import predict_ranks
-        from embedcache.training.distributed import launched_by_torchrun
+    from embedcache.cli import predict_ranks
+    from embedcache.training.distributed import launched_by_torchrun
 
-        if args.nproc is not None and args.nproc > 1 and not launched_by_torchrun():
-            return predict_ranks.launch(args, sources, output)
-        if launched_by_torchrun():
-            pipeline = load_pipeline(specs, predict_ranks.rank_device(resolve_device(args.device)))
-            return predict_ranks.run_rank(pipeline, sources, output, args, _tag_input)
+    if launched_by_torchrun():  # one rank of --nproc (or of a torchrun the user started): tag a share
+        pipeline = load_pipeline(specs, predict_ranks.rank_device(resolve_device(args.device)))
+        return predict_ranks.run_rank(pipeline, sources, output, args, _tag_input)
+    if args.nproc is not None and args.nproc > 1:
+        return predict_ranks.launch(args, sources, output)
     pipeline = load_pipeline(specs, resolve_device(args.device))
     if STDIN in sources and stdin_is_terminal():
         note("reading documents from the terminal; end with Ctrl-D", args.quiet)
