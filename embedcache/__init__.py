@@ -20,6 +20,7 @@ _EXPORTS = {
     "Corpus": ".data.corpus",
     "EmbeddingCache": ".cache.embedding_cache",
     "EmbeddingStack": ".embeddings.stack",
+    "Pipeline": ".models.pipeline",
     "SequenceTagger": ".models.tagger",
     "StorageMode": ".settings",
     "TagDictionary": ".models.labels",

@@ -9,7 +9,20 @@ from collections.abc import Callable
 
 from bench.harness import BenchConfig
 from bench.report import SuiteResult
-from bench.suites import cache, convert, ddp, embed, onnx, parity, predict, retained, startup, train
+from bench.suites import (
+    cache,
+    convert,
+    ddp,
+    embed,
+    onnx,
+    parity,
+    pipeline,
+    predict,
+    predict_nproc,
+    retained,
+    startup,
+    train,
+)
 
 SUITES: dict[str, Callable[[BenchConfig], SuiteResult]] = {
     "cache": cache.run,
@@ -18,7 +31,9 @@ SUITES: dict[str, Callable[[BenchConfig], SuiteResult]] = {
     "embed": embed.run,
     "onnx": onnx.run,
     "parity": parity.run,
+    "pipeline": pipeline.run,
     "predict": predict.run,
+    "predict_nproc": predict_nproc.run,
     "retained": retained.run,
     "startup": startup.run,
     "train": train.run,

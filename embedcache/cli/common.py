@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # torch and the models are imported by the commands that load
     import torch
 
     from embedcache.models.backends import Backend
+    from embedcache.models.pipeline import Pipeline, WeightBytes
     from embedcache.models.tagger import SequenceTagger
 
 from embedcache.models.catalog import DEFAULT_MODEL, resolve_model_path
@@ -126,6 +127,39 @@ def load_model(
         return SequenceTagger.load(path, device, backend, int8, onnx_dir).eval()
     except (ModelFormatError, FileNotFoundError, OnnxBackendError) as error:
         raise BadInput(error) from error
+
+
+def load_pipeline(
+    specs: Sequence[str | None],
+    device: torch.device,
+    backend: Backend = "torch",
+    int8: bool = False,
+    onnx_dir: Path | None = None,
+) -> Pipeline:
+    """The taggers of the ``--model`` values as one pipeline (one tagger: a pipeline of one), named by
+    their tag types when these differ (``upos``, ``ner``), else by the ``--model`` values as given; their
+    LMs on ``backend`` (see :func:`load_model`).
+
+    Raises:
+        BadInput: a model that cannot be loaded, or one given twice.
+    """
+    from embedcache.models.pipeline import Pipeline
+
+    taggers = [load_model(spec, device, backend, int8, onnx_dir) for spec in specs]
+    tag_types = [tagger.tag_type for tagger in taggers]
+    names = tag_types if len(set(tag_types)) == len(tag_types) else [str(spec) for spec in specs]
+    repeated = [name for name in names if names.count(name) > 1]
+    if repeated:
+        raise BadInput(f"--model {repeated[0]}: given twice; give each model once")
+    return Pipeline(taggers, names)
+
+
+def describe_weight_bytes(nbytes: WeightBytes) -> list[str]:
+    """Lines saying what the weights of a pipeline take: shared embedders once, then each tagger."""
+    lines = [f"shared embedders {nbytes.shared_embedders:,} bytes (each distinct LM counted once)"]
+    lines += [f"tagger {name} {size:,} bytes (its own layers)" for name, size in nbytes.taggers.items()]
+    lines.append(f"total {nbytes.total:,} bytes; loaded one by one {nbytes.separately:,} bytes")
+    return lines
 
 
 def resolve_device(name: str) -> torch.device:

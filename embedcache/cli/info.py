@@ -1,23 +1,32 @@
-"""``embedcache info``: what a model directory holds, read from its JSON alone (no weights are loaded)."""
+"""``embedcache info``: what model directories hold, read from their JSON alone; with ``--memory`` the bytes
+their weights take together (loaded on the CPU as one pipeline, each distinct LM counted once)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from embedcache.cli.common import EXIT_OK, BadInput, resolve_model
+from embedcache.cli.common import EXIT_OK, BadInput, describe_weight_bytes, load_pipeline, resolve_model
+
+if TYPE_CHECKING:
+    from embedcache.models.pipeline import WeightBytes
 
 EPILOG = """\
 examples:
   embedcache info out/wnut17-ner/best-model
   embedcache info en-upos                 # the bundled model
   embedcache info MODEL --json            # config and model card as one JSON object
+  embedcache info en-upos NER_DIR --memory   # weight bytes: shared LMs once, then each tagger
 
 Prints the format version, the tags, the tagger's hyper-parameters, the embedders (character LMs with
 their direction, size and options; word vectors with their vocabulary size) and the model card
-(training data, license and citation, recipe, scores), without loading any weights.
+(training data, license and citation, recipe, scores), without loading any weights. --memory loads
+the models on the CPU, as 'embedcache predict --model A --model B' would, and reports the bytes of the
+shared embedders (each distinct LM once), of each tagger's own layers, the total, and what the models
+take loaded one by one. --json with several models: {"models": [...]} (and "weights" with --memory).
 """
 
 
@@ -26,22 +35,53 @@ DESCRIPTION = "Show what a model directory holds: model card and configuration s
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a model directory or a bundled model name")
+    parser.add_argument(
+        "models", nargs="+", metavar="MODEL", help="a model directory or a bundled model name"
+    )
     parser.add_argument("--json", action="store_true", help="print config summary and card as JSON")
+    parser.add_argument(
+        "--memory", action="store_true", help="load the models and report their weight bytes (see below)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    described = [_describe(model) for model in args.models]
+    weights = _weight_bytes(args.models) if args.memory else None
+    if args.json:
+        summaries = [summary for _, _, summary in described]
+        shown: dict[str, Any] = summaries[0] if len(summaries) == 1 else {"models": summaries}
+        if weights is not None:
+            shown["weights"] = asdict(weights) | {"total": weights.total}
+        print(json.dumps(shown, ensure_ascii=False, indent=1))
+        return EXIT_OK
+    for index, (directory, config, summary) in enumerate(described):
+        print("" if index == 0 else "\n", end="")
+        _print_summary(directory, config, summary)
+    if weights is not None:
+        print("weights (in memory)")
+        print("\n".join(f"  {line}" for line in describe_weight_bytes(weights)))
+    return EXIT_OK
+
+
+def _describe(model: str) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """A model's directory, its config and its summary."""
     from embedcache.models.serialization import read_config
 
-    directory = resolve_model(args.model)
+    directory = resolve_model(model)
     try:
         config = read_config(directory)
     except FileNotFoundError as error:
         raise BadInput(error) from error
-    summary = model_summary(directory, config)
-    if args.json:
-        print(json.dumps(summary, ensure_ascii=False, indent=1))
-        return EXIT_OK
+    return directory, config, model_summary(directory, config)
+
+
+def _weight_bytes(models: list[str]) -> WeightBytes:
+    import torch
+
+    return load_pipeline(models, torch.device("cpu")).weight_nbytes()
+
+
+def _print_summary(directory: Path, config: dict[str, Any], summary: dict[str, Any]) -> None:
     tags = summary["tags"]
     print(f"model       {directory}")
     saved_by = config.get("embedcache_version")
@@ -59,7 +99,6 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"  {key}: {json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value}"
         )
-    return EXIT_OK
 
 
 def model_summary(directory: Path, config: dict[str, Any]) -> dict[str, Any]:

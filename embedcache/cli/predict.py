@@ -8,6 +8,9 @@ Output policy: an input's output appears whole or not at all. With ``--output`` 
 temporary file beside the target, an input that fails is cut off again, and the file is renamed over the
 target at the end (not at all when every input failed). On stdout each input is spooled to an anonymous
 temporary file and copied out once it is fully tagged.
+
+Several ``--model``s run as one :class:`~embedcache.models.pipeline.Pipeline` (shared LMs computed once);
+``--nproc N`` shards the documents over N processes (:mod:`embedcache.cli.predict_ranks`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from embedcache.cli.common import (
     add_max_memory_option,
     add_runtime_options,
     checked_output,
-    load_model,
+    load_pipeline,
     note,
     one_line,
     positive_int,
@@ -51,13 +54,14 @@ from embedcache.data.writers import (
     OUTPUT_FORMATS,
     AtomicFile,
     OutputWriteError,
+    pipeline_header,
     spool_file,
-    write_predictions,
+    write_rows,
 )
 
 if TYPE_CHECKING:  # torch and the models are imported when a model is loaded, not for --help
+    from embedcache.models.pipeline import Pipeline
     from embedcache.models.predict import Prediction
-    from embedcache.models.tagger import SequenceTagger
 
 EPILOG = r"""\
 examples:
@@ -66,6 +70,8 @@ examples:
   embedcache predict --model DIR test.conll > tagged.conll
   embedcache predict --model DIR --format-in tokens tokens.txt --format-out inline
   cat a.txt | embedcache predict --model DIR - b.txt          # stdin first, then b.txt
+  embedcache predict --model en-upos --model NER_DIR posts.txt  # two taggers, one LM pass
+  embedcache predict --model DIR big.txt --nproc 4 --output big.conll   # 4 processes (torchrun)
 
 input formats (--format-in; auto: .conllu -> conllu, .conll/.bio/.iob/.tsv -> conll,
                 .tok/.tokens -> tokens, anything else and stdin -> text):
@@ -87,6 +93,23 @@ output formats (--format-out):
            "[Apple|PROPN] [is|AUX] [(|PUNCT][and|CCONJ] ..."; \ [ ] | in the text are written
            \\ \[ \] \|, so the markup reads back unambiguously
 
+several models (--model A --model B): the taggers share what is identical (character LMs, by
+fingerprint: loaded once, run once per batch). conll gets one tag column per model, in order, and a
+first line "# models = A B"; jsonl one key per model holding its tags, confidences and spans; inline
+is refused (its markup holds one label per stretch). Models are named by their tag types (upos, ner),
+or by the --model values when two share a tag type.
+
+--nproc N: N processes started with torch.distributed.run (one per GPU on CUDA, cuda:LOCAL_RANK;
+on the CPU each gets 1/N of the cores unless --threads says otherwise). The documents of all inputs are
+split into N contiguous ranges; each rank tags its range into a temporary file beside --output (which
+is required; stdin cannot be shared), and rank 0 joins the parts in input order into --output. If a
+rank dies, the run fails with one line, --output is left as it was and the parts are removed. Several
+machines (not tested here): start the same command without --nproc on each under torchrun's rendezvous,
+"torchrun --nnodes 2 --node-rank K --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500
+--no-python embedcache predict ... --output OUT", with the inputs and OUT's directory on a file system
+every machine sees (rank 0 reads the other ranks' parts from there); parts of a killed rank on another
+machine are not removed (pids cannot be checked across machines).
+
 progress: a bar on stderr (sentences, words/s) when stderr is a terminal or with --progress, and,
 when every input was tagged, a one-line summary at the end (documents, sentences, tokens, words/s,
 where the output went); --quiet: neither.
@@ -106,7 +129,11 @@ DESCRIPTION = "Tag documents with a sequence tagger, streaming: memory stays bou
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="files to tag; '-' or none: stdin")
     parser.add_argument(
-        "-m", "--model", help="a model directory or a bundled model name (default: the bundled model)"
+        "-m",
+        "--model",
+        action="append",
+        help="a model directory or a bundled model name (default: the bundled model); repeat it to run "
+        "several taggers in one pass (see below)",
     )
     parser.add_argument(
         "--format-in", choices=("auto", *INPUT_FORMATS), default="auto", help="see below (default: auto)"
@@ -126,21 +153,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1000,
         help="documents read, tagged and written at a time; bounds the memory (1000)",
     )
+    parser.add_argument(
+        "--nproc",
+        type=positive_int,
+        metavar="N",
+        help="tag on N processes of this machine (torch.distributed.run); needs --output (see below)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     sources = args.inputs or [STDIN]
     output = checked_output(args.output, sources) if args.output is not None else None
-    tagger = load_model(args.model, resolve_device(args.device), args.backend, args.int8, args.onnx_dir)
+    specs = args.model or [None]
+    if len(specs) > 1 and args.format_out == "inline":
+        raise BadInput(
+            "--format-out inline marks one model's labels; with several --model use conll or jsonl"
+        )
+    from embedcache.cli import predict_ranks
+    from embedcache.training.distributed import launched_by_torchrun
+
+    backend = (args.backend, args.int8, args.onnx_dir)
+    if launched_by_torchrun():  # one rank of --nproc (or of a torchrun the user started): tag a share
+        pipeline = load_pipeline(specs, predict_ranks.rank_device(resolve_device(args.device)), *backend)
+        return predict_ranks.run_rank(pipeline, sources, output, args, _tag_input)
+    if args.nproc is not None and args.nproc > 1:
+        return predict_ranks.launch(args, sources, output)
+    pipeline = load_pipeline(specs, resolve_device(args.device), *backend)
     if STDIN in sources and stdin_is_terminal():
         note("reading documents from the terminal; end with Ctrl-D", args.quiet)
     failures = 0
     feedback = Feedback("predict", bar=show_progress(args.quiet, args.progress), quiet=args.quiet)
-    with feedback, _FileSink(output) if output is not None else _StdoutSink() as sink:
+    preamble = pipeline_header(args.format_out, pipeline.names)
+    with feedback, _FileSink(output, preamble) if output is not None else _StdoutSink(preamble) as sink:
         for source in sources:
             sink.begin()
             try:
-                _tag_input(tagger, source, args, sink.stream, feedback)
+                _tag_input(pipeline, source, args, sink.stream, feedback)
             except (BadInput, DataFormatError) as error:
                 failures += _failed(sink, error)
             except OutputWriteError:
@@ -165,18 +213,27 @@ def _failed(sink: _FileSink | _StdoutSink, error: object) -> int:
 
 
 def _tag_input(
-    tagger: SequenceTagger, source: str, args: argparse.Namespace, stream: TextIO, feedback: Feedback
+    pipeline: Pipeline,
+    source: str,
+    args: argparse.Namespace,
+    stream: TextIO,
+    feedback: Feedback,
+    documents_range: tuple[int, int] | None = None,
 ) -> None:
+    """Tag one input, or its documents ``start:stop`` (a rank's share), and write them to ``stream``."""
     name = STDIN_NAME if source == STDIN else source
     input_format = guess_format(source) if args.format_in == "auto" else args.format_in
     documents = read_documents(source, input_format, stdin=stdin_bytes() if source == STDIN else None)
+    if documents_range is not None:
+        documents = islice(documents, *documents_range)
+    schemes = [tagger.tags.scheme for tagger in pipeline.taggers]
     count = 0
     for chunk in _chunks(documents, args.chunk_size):
-        predictions = _predict_chunk(tagger, chunk, args, feedback)
-        write_predictions(predictions, stream, args.format_out, tagger.tags.scheme)
+        rows = _predict_chunk(pipeline, chunk, args, feedback)
+        write_rows(rows, stream, args.format_out, pipeline.names, schemes)
         count += len(chunk)
     feedback.documents += count
-    if count == 0:
+    if count == 0 and documents_range is None:
         note(f"{name}: empty input, nothing to tag", args.quiet)
 
 
@@ -187,19 +244,19 @@ def _chunks(documents: Iterable[Document], size: int) -> Iterator[list[Document]
 
 
 def _predict_chunk(
-    tagger: SequenceTagger, chunk: list[Document], args: argparse.Namespace, feedback: Feedback
-) -> list[Prediction]:
+    pipeline: Pipeline, chunk: list[Document], args: argparse.Namespace, feedback: Feedback
+) -> list[tuple[Prediction, ...]]:
     """Tag one chunk; raw text goes in as strings (the tagger tokenises it), everything else as tokens.
 
     Predictions of input lines (raw text, lines of tokens) keep the line's text, offsets and source, so
     that the writers can mark which line each sentence came from.
     """
-    from embedcache.models.predict import InputOverBudgetError, predict
+    from embedcache.models.predict import InputOverBudgetError, predict_many
 
     items = [document.text if document.sentence is None else document.sentence for document in chunk]
     try:
-        predictions = predict(
-            tagger, items, args.batch_size, args.storage_mode, memory_budget_bytes=args.max_memory,
+        rows = predict_many(
+            pipeline, items, args.batch_size, args.storage_mode, memory_budget_bytes=args.max_memory,
             on_batch=feedback.batch_tagged,
         )  # fmt: skip
     except InputOverBudgetError as error:
@@ -207,13 +264,14 @@ def _predict_chunk(
     except ValueError:
         _raise_for_untokenisable_line(chunk)
         raise
-    for document, prediction in zip(chunk, predictions, strict=True):
+    for document, row in zip(chunk, rows, strict=True):
         if document.text is None:  # a CoNLL sentence: no line to point back to
             continue
-        prediction.source = document.source
-        if document.sentence is not None:  # a line of tokens: keep its text and offsets
-            prediction.text, prediction.offsets = document.text, document.sentence.offsets
-    return predictions
+        for prediction in row:
+            prediction.source = document.source
+            if document.sentence is not None:  # a line of tokens: keep its text and offsets
+                prediction.text, prediction.offsets = document.text, document.sentence.offsets
+    return rows
 
 
 def _raise_for_untokenisable_line(chunk: list[Document]) -> None:
@@ -227,11 +285,15 @@ def _raise_for_untokenisable_line(chunk: list[Document]) -> None:
 
 
 class _FileSink:
-    """``--output FILE``: one temporary file beside it; a failed input is cut off; renamed at the end."""
+    """``--output FILE``: one temporary file beside it; a failed input is cut off; renamed at the end.
 
-    def __init__(self, path: Path) -> None:
+    ``preamble`` (the header of several models) starts the file.
+    """
+
+    def __init__(self, path: Path, preamble: str = "") -> None:
         self.file = AtomicFile(path)
         self.stream: TextIO = self.file.stream
+        self.stream.write(preamble)
         self.mark = 0
         self.inputs_kept = 0
 
@@ -257,10 +319,12 @@ class _FileSink:
 
 
 class _StdoutSink:
-    """stdout: each input is spooled to an anonymous temporary file and copied out when it succeeds."""
+    """stdout: each input is spooled to an anonymous temporary file and copied out when it succeeds;
+    ``preamble`` goes out before the first input that does."""
 
-    def __init__(self) -> None:
+    def __init__(self, preamble: str = "") -> None:
         self.stream: TextIO = sys.stdout
+        self.preamble = preamble
 
     def __enter__(self) -> _StdoutSink:
         return self
@@ -269,6 +333,8 @@ class _StdoutSink:
         self.stream = spool_file()
 
     def commit(self) -> None:
+        sys.stdout.write(self.preamble)
+        self.preamble = ""
         self.stream.seek(0)
         shutil.copyfileobj(self.stream, sys.stdout)
         sys.stdout.flush()

@@ -17,7 +17,14 @@ from dataclasses import asdict, dataclass
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from embedcache.cli.common import EXIT_OK, BadInput, load_model, positive_int, resolve_device
+from embedcache.cli.common import (
+    EXIT_OK,
+    BadInput,
+    describe_weight_bytes,
+    load_pipeline,
+    positive_int,
+    resolve_device,
+)
 from embedcache.data.readers import guess_format, read_documents
 from embedcache.settings import STORAGE_MODES, StorageMode
 
@@ -30,11 +37,14 @@ examples:
   embedcache profile --data wnut17 --sentences 500 --hidden 256       # random forward + backward LMs
   embedcache profile --data ud_english_lines --model out/lines-upos/best-model
   embedcache profile --data test.conll --modes cpu,gpu --json
+  embedcache profile --model en-upos --model NER_DIR      # the LMs the two share, profiled once
 
 --data is wnut17 or ud_english_lines (the train split, from $EMBEDCACHE_DATA) or a CoNLL / CoNLL-U
 file. Without --model, random forward and backward LMs of --hidden units are profiled (the numbers that
 matter here, time and bytes, do not depend on the weights). 'retained bytes' is what the kept vectors
-hold on to; 'expected' is n_tokens x D x 4 for cpu and gpu, 0 for none.
+hold on to; 'expected' is n_tokens x D x 4 for cpu and gpu, 0 for none. With several --model the
+distinct character LMs of all of them are profiled (each once, as predict runs them), and the weight
+bytes are reported: shared embedders once, each tagger's own layers, and the models loaded one by one.
 """
 SUMMARY = "time and memory of the embedding storage modes none, cpu, gpu"
 DESCRIPTION = "Embed a corpus slice in each storage mode and report time, peak RSS and retained bytes."
@@ -58,7 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hidden", type=positive_int, default=256, help="hidden size of the random LMs (256)"
     )
-    parser.add_argument("-m", "--model", help="profile the character LMs of this model instead")
+    parser.add_argument(
+        "-m", "--model", action="append", help="profile the character LMs of this model instead (repeatable)"
+    )
     parser.add_argument("--modes", default=",".join(STORAGE_MODES), help="comma-separated (none,cpu,gpu)")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="sentences per LM pass (32)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
@@ -73,12 +85,13 @@ def run(args: argparse.Namespace) -> int:
     modes = _checked_modes(args.modes)
     device = resolve_device(args.device)
     sentences = _corpus_slice(args.data, args.sentences)
+    weights = None
     if args.model is not None:
-        embedders = [
-            e for e in load_model(args.model, device).embeddings.embedders if isinstance(e, CharLMEncoder)
-        ]
+        pipeline = load_pipeline(args.model, device)
+        weights = pipeline.weight_nbytes()
+        embedders = [e for e in pipeline.embedders if isinstance(e, CharLMEncoder)]
         if not embedders:
-            raise BadInput(f"{args.model}: the model has no character LM embeddings to profile")
+            raise BadInput(f"{', '.join(args.model)}: no character LM embeddings to profile")
     else:
         embedders = [
             CharLMEncoder(random_char_lm(forward, args.hidden, seed=i))
@@ -89,8 +102,10 @@ def run(args: argparse.Namespace) -> int:
     dim = sum(embedder.embedding_length for embedder in embedders)
     rows = [profile_mode(embedders, sentences, mode, args.batch_size, dim) for mode in modes]
     if args.json:
+        weights_json = None if weights is None else asdict(weights) | {"total": weights.total}
         print(json.dumps({"sentences": len(sentences), "tokens": n_tokens, "dim": dim, "device": str(device),
-                          "rows": [asdict(row) for row in rows]}, indent=1))  # fmt: skip
+                          "rows": [asdict(row) for row in rows], "weights": weights_json},
+                         indent=1))  # fmt: skip
         return EXIT_OK
     lms = ", ".join(
         f"{'forward' if e.lm.is_forward_lm else 'backward'} {e.embedding_length}" for e in embedders
@@ -104,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         peak = "n/a" if row.peak_rss_bytes is None else f"{row.peak_rss_bytes / 2**20:.1f}"
         print(f"{row.mode:<6}{row.seconds:>9.3f}{row.tokens_per_second:>10.0f}{peak:>13}"
               f"{row.retained_bytes:>16}{row.expected_bytes:>14}")  # fmt: skip
+    for line in [] if weights is None else describe_weight_bytes(weights):
+        print(f"weights: {line}")
     if not can_reset_peak_rss():
         print("note: peak RSS is the process's peak so far (this platform cannot reset it per mode)")
     return EXIT_OK

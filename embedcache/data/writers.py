@@ -14,6 +14,11 @@ returns) and writes them in order, one at a time, so a caller can stream chunk a
 - ``inline``: one line per prediction, the text with ``[STRETCH|LABEL]`` markup (see
   :mod:`embedcache.data.inline`).
 
+Several models over the same inputs (a :class:`~embedcache.models.pipeline.Pipeline`) are written by
+:func:`write_rows`, one row of predictions per input: CoNLL gets one tag column per model, in order, named by
+:func:`pipeline_header`; a JSON line gets one key per model. Inline markup shows one model's labels and is
+refused for several.
+
 Example:
     >>> write_conll(tagger.predict(["Anna lives in Rome."]), sys.stdout)  # doctest: +SKIP
     # newdoc
@@ -30,7 +35,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, TextIO, get_args
@@ -52,15 +57,21 @@ def write_conll(predictions: Iterable[Prediction], stream: TextIO) -> None:
     A document of several sentences gives several blocks; a prediction without tokens gives no block, so the
     output reads back with :func:`~embedcache.data.conll.read_column_file` into the same sentences.
     """
-    for prediction in predictions:
-        if prediction.text is not None:
-            source = prediction.source
+    _write_conll_rows(((prediction,) for prediction in predictions), stream)
+
+
+def _write_conll_rows(rows: Iterable[Sequence[Prediction]], stream: TextIO) -> None:
+    """``token<TAB>tag<TAB>tag…``: the first prediction of a row gives tokens and comments, each its tags."""
+    for row in rows:
+        first = row[0]
+        if first.text is not None:
+            source = first.source
             stream.write("# newdoc\n" if source is None else f"# newdoc id = {_comment_value(source)}\n")
-        for start, end in prediction.sentence_bounds():
-            if prediction.text is not None and prediction.offsets is not None:
-                stream.write(f"# text = {_comment_value(_sentence_text(prediction, start, end))}\n")
-            tokens, tags = prediction.tokens[start:end], prediction.tags[start:end]
-            stream.writelines(f"{token}\t{tag}\n" for token, tag in zip(tokens, tags, strict=True))
+        for start, end in first.sentence_bounds():
+            if first.text is not None and first.offsets is not None:
+                stream.write(f"# text = {_comment_value(_sentence_text(first, start, end))}\n")
+            columns = [first.tokens[start:end], *(prediction.tags[start:end] for prediction in row)]
+            stream.writelines("\t".join(cells) + "\n" for cells in zip(*columns, strict=True))
             stream.write("\n")
 
 
@@ -89,10 +100,23 @@ def write_jsonl(predictions: Iterable[Prediction], stream: TextIO, scheme: Schem
     The few characters that some readers take for a line break (NEL, U+2028, U+2029) are escaped, so that
     every way of splitting the output into lines gives one object per line.
     """
-    for prediction in predictions:
-        record = json.dumps(prediction.to_json(scheme), ensure_ascii=False)
-        stream.write(record.translate(_LINE_BREAKS_IN_JSON))  # only inside strings: escaping keeps it valid
+    _write_json_lines((prediction.to_json(scheme) for prediction in predictions), stream)
+
+
+def _write_json_lines(records: Iterable[dict[str, object]], stream: TextIO) -> None:
+    for record in records:
+        line = json.dumps(record, ensure_ascii=False)
+        stream.write(line.translate(_LINE_BREAKS_IN_JSON))  # only inside strings: escaping keeps it valid
         stream.write("\n")
+
+
+def _pipeline_record(row: Sequence[Prediction], names: Sequence[str], schemes: Sequence[Scheme]) -> dict:
+    """The input's text, tokens and offsets once, then per model name its tags, confidences and spans."""
+    first = row[0].to_json(schemes[0])
+    record = {key: first[key] for key in ("text", "tokens", "offsets") if key in first}
+    for name, prediction, scheme in zip(names, row, schemes, strict=True):
+        record[name] = {k: v for k, v in prediction.to_json(scheme).items() if k not in record}
+    return record
 
 
 def write_inline(predictions: Iterable[Prediction], stream: TextIO, scheme: Scheme = "BIO") -> None:
@@ -114,6 +138,39 @@ def write_predictions(
         write_inline(predictions, stream, scheme)
     else:
         raise ValueError(f"unknown output format {format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+
+
+def pipeline_header(format: OutputFormat, names: Sequence[str]) -> str:
+    """What starts the output of several models: for CoNLL a comment naming the tag columns in order
+    (``# models = upos ner``), nothing for JSON lines (their keys name the models)."""
+    if format != "conll" or len(names) < 2:
+        return ""
+    return f"# models = {_comment_value(' '.join(names))}\n"
+
+
+def write_rows(
+    rows: Iterable[Sequence[Prediction]],
+    stream: TextIO,
+    format: OutputFormat,
+    names: Sequence[str],
+    schemes: Sequence[Scheme],
+) -> None:
+    """Write the predictions of several models (one row per input: one prediction per model, in order).
+
+    One model writes exactly what :func:`write_predictions` writes. Several: CoNLL gets one tag column per
+    model, JSON lines one key per model (``{"text", "tokens", "offsets", "upos": {"tags", ...}, ...}``).
+
+    Raises:
+        ValueError: ``inline`` with several models (its markup holds one label per stretch of text).
+    """
+    if len(names) == 1:
+        write_predictions((prediction for (prediction,) in rows), stream, format, schemes[0])
+    elif format == "conll":
+        _write_conll_rows(rows, stream)
+    elif format == "jsonl":
+        _write_json_lines((_pipeline_record(row, names, schemes) for row in rows), stream)
+    else:
+        raise ValueError(f"{format} output shows one model's labels; with several models use conll or jsonl")
 
 
 class OutputWriteError(OSError):

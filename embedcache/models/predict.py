@@ -6,6 +6,9 @@ labelled the way Flair's ``SequenceTagger.predict`` labels them: earlier labels 
 removed, spans (span schemes) or tokens (plain tags, but ``O`` and ``_``) get the new labels with their
 scores, readable with ``sentence.get_spans(name)`` / ``token.get_label(name)``. One :class:`Prediction`
 comes back per input.
+
+One driver serves one tagger and a :class:`~embedcache.models.pipeline.Pipeline` of several: a tagger is a
+pipeline of one, and each batch is embedded once for all the pipeline's taggers.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from embedcache.data.sentence import TaggedSentence
 from embedcache.data.tokenize import tokenize_document
 from embedcache.lazy_imports import is_instance_of
 from embedcache.models.labels import Scheme, Span, flair_spans_from_tags, spans_from_tags
+from embedcache.models.pipeline import Pipeline
 from embedcache.settings import StorageMode, storage_mode
 
 if TYPE_CHECKING:
@@ -146,25 +150,35 @@ def _lm_state_width(embedder: object) -> int:
 _STEP_FLOATS = 512
 
 
-def transient_widths(tagger: SequenceTagger) -> tuple[int, int]:
+def transient_widths(model: SequenceTagger | Pipeline) -> tuple[int, int]:
     """``(floats per LM character, floats per token)`` that tagging one sentence holds at its peak.
 
     - per character: the states of one character LM at a time, twice (its chunks' outputs and their
       concatenation): ``2 × max hidden``;
     - per token: ``5 × D`` (the embedders' vectors, their concatenation, the padded input, its
       re-projection and the packed copy the LSTM reads), ``8 × hidden_size × rnn_layers`` (the BiLSTM's
-      input gates and outputs), ``4 × tags`` (emissions and CRF scores) and :data:`_STEP_FLOATS`.
+      input gates and outputs), ``4 × tags`` (emissions and CRF scores) and :data:`_STEP_FLOATS`; for a
+      pipeline, the sum over its taggers (a bound: they run one after the other on shared vectors).
 
     Measured on the CPU with float32, the peak stays below this (e.g. 399 MB against 603 MB for a sentence
     of 20,000 tokens with the bundled en-upos model): a bound, not an average.
     """
-    lm_width = 2 * max((_lm_state_width(e) for e in tagger.embeddings.embedders), default=0)
+    taggers = _as_pipeline(model).taggers
+    embedders = [e for tagger in taggers for e in tagger.embeddings.embedders]
+    lm_width = 2 * max((_lm_state_width(e) for e in embedders), default=0)
+    return lm_width, sum(_token_width(tagger) for tagger in taggers)
+
+
+def _token_width(tagger: SequenceTagger) -> int:
     rnn_width = 8 * tagger.config.hidden_size * tagger.config.rnn_layers if tagger.rnn is not None else 0
-    token_width = 5 * tagger.embeddings.embedding_length + rnn_width + 4 * len(tagger.tags) + _STEP_FLOATS
-    return lm_width, token_width
+    return 5 * tagger.embeddings.embedding_length + rnn_width + 4 * len(tagger.tags) + _STEP_FLOATS
 
 
-def sentence_nbytes(tagger: SequenceTagger, n_chars: int, n_tokens: int) -> int:
+def _as_pipeline(model: SequenceTagger | Pipeline) -> Pipeline:
+    return model if isinstance(model, Pipeline) else Pipeline([model])
+
+
+def sentence_nbytes(tagger: SequenceTagger | Pipeline, n_chars: int, n_tokens: int) -> int:
     """Bytes one sentence adds to a predict batch at its peak, all float32 (see :func:`transient_widths`)::
 
         4 × (n_chars × floats per LM character + n_tokens × floats per token)
@@ -193,7 +207,10 @@ class InputOverBudgetError(ValueError):
 
 
 def budgeted_batch_size(
-    tagger: SequenceTagger, sentences: Sequence[TaggedSentence], batch_size: int, memory_budget_bytes: int
+    tagger: SequenceTagger | Pipeline,
+    sentences: Sequence[TaggedSentence],
+    batch_size: int,
+    memory_budget_bytes: int,
 ) -> int:
     """The largest batch size up to ``batch_size`` whose batches fit ``memory_budget_bytes`` (at least 1).
 
@@ -235,28 +252,33 @@ def _refuse_over_budget(
         )
 
 
+Tagged = tuple[list[str], list[float]]
+"""The tags of one sentence and the confidence of each."""
+
+
 def tag_sentences(
-    tagger: SequenceTagger,
+    pipeline: Pipeline,
     sentences: list[TaggedSentence],
     batch_size: int = 32,
     progress: bool = False,
     on_batch: BatchCallback | None = None,
-) -> list[tuple[list[str], list[float]]]:
-    """Tags and confidences of each sentence, in the order given; the storage mode is the caller's.
+) -> list[list[Tagged]]:
+    """Tags and confidences of each sentence by each tagger (``[sentence][tagger]``), in the order given;
+    the storage mode is the caller's.
 
     Sentences go longest first (similar lengths share a batch: little padding). A CUDA out-of-memory error
     halves the batch size for this and every later batch (they are no longer), with a warning; a single
     sentence that does not fit re-raises it. ``on_batch`` is called with the sentences of each batch once
     they are tagged (a caller's own progress report).
     """
-    results: list[tuple[list[str], list[float]]] = [([], []) for _ in sentences]
+    results: list[list[Tagged]] = [[([], [])] * len(pipeline) for _ in sentences]
     order = sorted(range(len(sentences)), key=lambda i: -_lm_input_chars(sentences[i]))
     bar = tqdm(total=len(sentences), unit="sent", disable=not progress, leave=False)
     start = 0
     while start < len(order):
         batch = order[start : start + batch_size]
         try:
-            _tag_batch(tagger, sentences, batch, results)
+            _tag_batch(pipeline, sentences, batch, results)
         except torch.cuda.OutOfMemoryError:
             if len(batch) == 1:
                 raise
@@ -273,22 +295,20 @@ def tag_sentences(
 
 
 def _tag_batch(
-    tagger: SequenceTagger,
-    sentences: list[TaggedSentence],
-    batch: list[int],
-    results: list[tuple[list[str], list[float]]],
+    pipeline: Pipeline, sentences: list[TaggedSentence], batch: list[int], results: list[list[Tagged]]
 ) -> None:
-    """Tag the sentences ``batch`` indexes and put their tags and confidences into ``results``."""
+    """Tag the sentences ``batch`` indexes with every tagger and put the results into ``results``."""
     non_empty = [i for i in batch if len(sentences[i])]
     if not non_empty:
         return
     chosen = [sentences[i] for i in non_empty]
-    padded, lengths = tagger.embed([s.tokens for s in chosen], [s.whitespace_after for s in chosen])
-    tag_ids, confidences = tagger.decode(padded, lengths)
-    tag_ids, confidences = tag_ids.cpu().tolist(), confidences.cpu().tolist()
-    for row, index in enumerate(non_empty):
-        n = len(sentences[index])
-        results[index] = (tagger.tags.decode(tag_ids[row][:n]), confidences[row][:n])
+    inputs, lengths = pipeline.embed([s.tokens for s in chosen], [s.whitespace_after for s in chosen])
+    for k, (tagger, padded) in enumerate(zip(pipeline.taggers, inputs, strict=True)):
+        tag_ids, confidences = tagger.decode(padded, lengths)
+        tag_ids, confidences = tag_ids.cpu().tolist(), confidences.cpu().tolist()
+        for row, index in enumerate(non_empty):
+            n = len(sentences[index])
+            results[index][k] = (tagger.tags.decode(tag_ids[row][:n]), confidences[row][:n])
 
 
 def predict(
@@ -324,34 +344,67 @@ def predict(
     Raises:
         InputOverBudgetError: an input needs more than ``memory_budget_bytes`` (``position`` says which).
     """
+    label_names = None if label_name is None else [label_name]
+    per_input = predict_many(
+        Pipeline([tagger]), inputs, batch_size, mode, device, progress, memory_budget_bytes, label_names,
+        on_batch,
+    )  # fmt: skip
+    return [prediction for (prediction,) in per_input]
+
+
+def predict_many(
+    pipeline: Pipeline,
+    inputs: PredictInput,
+    batch_size: int = 32,
+    mode: StorageMode = "none",
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    memory_budget_bytes: int | None = None,
+    label_names: Sequence[str] | None = None,
+    on_batch: BatchCallback | None = None,
+) -> list[tuple[Prediction, ...]]:
+    """:func:`predict` with every tagger of ``pipeline``: per input, one prediction per tagger (in order).
+
+    ``label_names``: one label type per tagger for flair ``Sentence`` inputs (default: the tag types).
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    taggers = pipeline.taggers
     if device is not None:
-        tagger.to(device)
+        for tagger in taggers:
+            tagger.to(device)
     items = _as_items(inputs)
     per_item = [_sentences_of(item, position) for position, item in enumerate(items)]
     flat = [sentence for sentences, _ in per_item for sentence in sentences]
     if memory_budget_bytes is not None:
         try:
-            batch_size = budgeted_batch_size(tagger, flat, batch_size, memory_budget_bytes)
+            batch_size = budgeted_batch_size(pipeline, flat, batch_size, memory_budget_bytes)
         except InputOverBudgetError as error:
             owners = [position for position, (sentences, _) in enumerate(per_item) for _ in sentences]
             raise InputOverBudgetError(owners[error.position], error.detail) from None
-    was_training = tagger.training
-    tagger.eval()
+    was_training = [tagger.training for tagger in taggers]
     try:
+        for tagger in taggers:
+            tagger.eval()
         with storage_mode(mode), torch.no_grad():
-            tagged = iter(tag_sentences(tagger, flat, batch_size, progress, on_batch))
+            tagged = iter(tag_sentences(pipeline, flat, batch_size, progress, on_batch))
     finally:
-        tagger.train(was_training)
-    read_spans = _span_reader(tagger)
-    predictions = []
+        for tagger, training in zip(taggers, was_training, strict=True):
+            tagger.train(training)
+    readers = [_span_reader(tagger) for tagger in taggers]
+    label_names = label_names or [tagger.tag_type for tagger in taggers]
+    results = []
     for item, (sentences, text) in zip(items, per_item, strict=True):
-        prediction = _assemble(sentences, [next(tagged) for _ in sentences], read_spans, text)
+        by_tagger = list(zip(*[next(tagged) for _ in sentences], strict=True)) or [[]] * len(taggers)
+        predictions = tuple(
+            _assemble(sentences, list(tagged_k), read_spans, text)
+            for tagged_k, read_spans in zip(by_tagger, readers, strict=True)
+        )
         if _is_flair_sentence(item):
-            _label_flair_sentence(item, prediction, label_name or tagger.tag_type, tagger.tags.scheme)
-        predictions.append(prediction)
-    return predictions
+            for tagger, prediction, name in zip(taggers, predictions, label_names, strict=True):
+                _label_flair_sentence(item, prediction, name, tagger.tags.scheme)
+        results.append(predictions)
+    return results
 
 
 SpanReader = Callable[[list[str], list[float]], list[Span]]

@@ -95,7 +95,9 @@ def test_an_internal_error_gives_code_1_and_a_hint_and_debug_shows_the_traceback
     def broken(*args, **kwargs):
         raise RuntimeError("something inside broke")
 
-    monkeypatch.setattr(embedcache.models.predict, "predict", broken)  # the command imports it when it runs
+    monkeypatch.setattr(
+        embedcache.models.predict, "predict_many", broken
+    )  # the command imports it when it runs
     run = cli("predict", "--model", ner_model, stdin="Anna lives in Rome.\n")
     assert run.code == 1
     assert run.err == (
