@@ -251,7 +251,8 @@ def _predict_chunk(
     Predictions of input lines (raw text, lines of tokens) keep the line's text, offsets and source, so
     that the writers can mark which line each sentence came from.
     """
-    from embedcache.models.predict import InputOverBudgetError, predict_many
+    from embedcache.models.predict import predict_many
+    from embedcache.models.predict_budget import InputOverBudgetError
 
     items = [document.text if document.sentence is None else document.sentence for document in chunk]
     try:

@@ -26,6 +26,11 @@ from embedcache.data.tokenize import tokenize_document
 from embedcache.lazy_imports import is_instance_of
 from embedcache.models.labels import Scheme, Span, flair_spans_from_tags, spans_from_tags
 from embedcache.models.pipeline import Pipeline
+from embedcache.models.predict_budget import (
+    InputOverBudgetError,
+    budgeted_batch_size,
+    lm_input_chars,
+)
 from embedcache.settings import StorageMode, storage_mode
 
 if TYPE_CHECKING:
@@ -135,123 +140,6 @@ def _as_items(inputs: PredictInput) -> list[PredictItem]:
     return items
 
 
-def _lm_input_chars(sentence: TaggedSentence) -> int:
-    """Characters a character LM reads for ``sentence``: a start marker, then each token and a space."""
-    return 1 + sum(len(token) + 1 for token in sentence.tokens)
-
-
-def _lm_state_width(embedder: object) -> int:
-    """Hidden size of an embedder's character LM, 0 for embedders without one (word vectors)."""
-    return int(getattr(getattr(embedder, "lm", None), "hidden_size", 0))
-
-
-# Per token, besides the vectors: the bookkeeping of a time step (Viterbi back-pointers and forward-backward
-# scores are small tensors per step: ~2 KB each with 17 tags, measured on the CPU).
-_STEP_FLOATS = 512
-
-
-def transient_widths(model: SequenceTagger | Pipeline) -> tuple[int, int]:
-    """``(floats per LM character, floats per token)`` that tagging one sentence holds at its peak.
-
-    - per character: the states of one character LM at a time, twice (its chunks' outputs and their
-      concatenation): ``2 × max hidden``;
-    - per token: ``5 × D`` (the embedders' vectors, their concatenation, the padded input, its
-      re-projection and the packed copy the LSTM reads), ``8 × hidden_size × rnn_layers`` (the BiLSTM's
-      input gates and outputs), ``4 × tags`` (emissions and CRF scores) and :data:`_STEP_FLOATS`; for a
-      pipeline, the sum over its taggers (a bound: they run one after the other on shared vectors).
-
-    Measured on the CPU with float32, the peak stays below this (e.g. 399 MB against 603 MB for a sentence
-    of 20,000 tokens with the bundled en-upos model): a bound, not an average.
-    """
-    taggers = _as_pipeline(model).taggers
-    embedders = [e for tagger in taggers for e in tagger.embeddings.embedders]
-    lm_width = 2 * max((_lm_state_width(e) for e in embedders), default=0)
-    return lm_width, sum(_token_width(tagger) for tagger in taggers)
-
-
-def _token_width(tagger: SequenceTagger) -> int:
-    rnn_width = 8 * tagger.config.hidden_size * tagger.config.rnn_layers if tagger.rnn is not None else 0
-    return 5 * tagger.embeddings.embedding_length + rnn_width + 4 * len(tagger.tags) + _STEP_FLOATS
-
-
-def _as_pipeline(model: SequenceTagger | Pipeline) -> Pipeline:
-    return model if isinstance(model, Pipeline) else Pipeline([model])
-
-
-def sentence_nbytes(tagger: SequenceTagger | Pipeline, n_chars: int, n_tokens: int) -> int:
-    """Bytes one sentence adds to a predict batch at its peak, all float32 (see :func:`transient_widths`)::
-
-        4 × (n_chars × floats per LM character + n_tokens × floats per token)
-
-    What grows with the batch; the model's weights and the runtime come on top.
-    """
-    return _nbytes(transient_widths(tagger), n_chars, n_tokens)
-
-
-def _nbytes(widths: tuple[int, int], n_chars: int, n_tokens: int) -> int:
-    lm_width, token_width = widths
-    return 4 * (n_chars * lm_width + n_tokens * token_width)
-
-
-class InputOverBudgetError(ValueError):
-    """One input needs more memory than the budget by itself, so no batch size could tag it within it.
-
-    Attributes:
-        position: the index of that input among those given.
-        detail: what it needs and why (the arithmetic), without the position.
-    """
-
-    def __init__(self, position: int, detail: str) -> None:
-        super().__init__(f"input {position}: {detail}")
-        self.position, self.detail = position, detail
-
-
-def budgeted_batch_size(
-    tagger: SequenceTagger | Pipeline,
-    sentences: Sequence[TaggedSentence],
-    batch_size: int,
-    memory_budget_bytes: int,
-) -> int:
-    """The largest batch size up to ``batch_size`` whose batches fit ``memory_budget_bytes`` (at least 1).
-
-    A batch is padded to its longest sentence, so every sentence is counted at the longest character and
-    token counts of the input: ``budget // sentence_nbytes(max chars, max tokens)``.
-
-    Raises:
-        InputOverBudgetError: a sentence alone needs more than the budget (``position`` is its index).
-    """
-    if type(memory_budget_bytes) is not int or memory_budget_bytes < 1:
-        raise ValueError(f"memory_budget_bytes must be a positive int of bytes, got {memory_budget_bytes!r}")
-    widths = transient_widths(tagger)
-    for position, sentence in enumerate(sentences):
-        _refuse_over_budget(sentence, widths, memory_budget_bytes, position)
-    max_chars = max((_lm_input_chars(s) for s in sentences), default=0)
-    max_tokens = max((len(s) for s in sentences), default=0)
-    per_sentence = max(sentence_nbytes(tagger, max_chars, max_tokens), 1)
-    chosen = max(1, min(batch_size, memory_budget_bytes // per_sentence))
-    log.info(
-        "memory budget %s bytes: batch size %d (requested %d); a sentence of up to %d characters and "
-        "%d tokens needs %s bytes",
-        f"{memory_budget_bytes:,}", chosen, batch_size, max_chars, max_tokens, f"{per_sentence:,}",
-    )  # fmt: skip
-    return chosen
-
-
-def _refuse_over_budget(
-    sentence: TaggedSentence, widths: tuple[int, int], budget: int, position: int
-) -> None:
-    n_chars, n_tokens = _lm_input_chars(sentence), len(sentence)
-    needed = _nbytes(widths, n_chars, n_tokens)
-    if needed > budget:
-        lm_width, token_width = widths
-        raise InputOverBudgetError(
-            position,
-            f"a sentence of {n_tokens:,} tokens needs {needed:,} bytes to tag = 4 × ({n_chars:,} LM "
-            f"characters × {lm_width:,} + {n_tokens:,} tokens × {token_width:,}), over the memory budget of "
-            f"{budget:,} bytes; split it into shorter sentences or raise the budget",
-        )
-
-
 Tagged = tuple[list[str], list[float]]
 """The tags of one sentence and the confidence of each."""
 
@@ -272,7 +160,7 @@ def tag_sentences(
     they are tagged (a caller's own progress report).
     """
     results: list[list[Tagged]] = [[([], [])] * len(pipeline) for _ in sentences]
-    order = sorted(range(len(sentences)), key=lambda i: -_lm_input_chars(sentences[i]))
+    order = sorted(range(len(sentences)), key=lambda i: -lm_input_chars(sentences[i]))
     bar = tqdm(total=len(sentences), unit="sent", disable=not progress, leave=False)
     start = 0
     while start < len(order):
@@ -332,8 +220,8 @@ def predict(
         device: move the tagger there first (``None``: where it is).
         progress: show a progress bar.
         memory_budget_bytes: a cap on the transient tensors (LM states, activations) of a batch: the batch
-            size is lowered to fit (see :func:`sentence_nbytes` for the arithmetic), and nothing is tagged
-            if one input holds a sentence that alone needs more; ``None``: ``batch_size`` as given.
+            size is lowered to fit (the arithmetic: :mod:`embedcache.models.predict_budget`), and nothing
+            is tagged if one input holds a sentence that alone needs more; ``None``: ``batch_size`` as given.
         label_name: the label type flair ``Sentence`` inputs get (replacing earlier labels of that type, as
             Flair does); ``None``: ``tagger.tag_type``.
         on_batch: called with the sentences of each batch once they are tagged (for a progress report).
