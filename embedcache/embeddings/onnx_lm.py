@@ -23,7 +23,6 @@ into place (:mod:`embedcache.temporaries`), the ``.json`` last: a file without i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
+from embedcache.checksums import file_sha256
 from embedcache.embeddings.char_language_model import CharLanguageModel, Hidden
 from embedcache.temporaries import remove_leftovers, temporary_prefix
 
@@ -96,7 +96,7 @@ class ExportedLM:
         expected = {"format": FORMAT, "fingerprint": self.fingerprint, "precision": self.precision}
         if not isinstance(meta, dict) or any(meta.get(key) != value for key, value in expected.items()):
             return f"{self.meta_path}: made for another LM or precision (fingerprint mismatch)"
-        if _sha256(self.model_path) != meta.get("sha256"):
+        if file_sha256(self.model_path) != meta.get("sha256"):
             return f"{self.model_path}: damaged (its sha256 differs from the one recorded at export)"
         return None
 
@@ -142,7 +142,7 @@ def write_export(lm: CharLanguageModel, export: ExportedLM) -> None:
             fp32_path if export.precision == "fp32" else _quantized(fp32_path, Path(work) / "int8.onnx")
         )
         meta = {"format": FORMAT, "fingerprint": export.fingerprint, "precision": export.precision,
-                "sha256": _sha256(model_path)}  # fmt: skip
+                "sha256": file_sha256(model_path)}  # fmt: skip
         for target in (export.model_path, export.meta_path):
             remove_leftovers(target)
         os.replace(model_path, export.model_path)
@@ -198,14 +198,6 @@ def _quantized(fp32_path: Path, int8_path: Path) -> Path:
     finally:
         logging.getLogger().disabled = was_disabled
     return int8_path
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class OnnxCharLM:

@@ -23,7 +23,6 @@ whatever code the file holds.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import logging
 import pickle
@@ -36,6 +35,7 @@ import torch
 from flair.models import SequenceTagger as FlairSequenceTagger
 from torch.torch_version import TorchVersion
 
+from embedcache.checksums import file_sha256
 from embedcache.embeddings.checkpoints import UnsafeCheckpointError, flair_lm_allowed_globals, load_checkpoint
 from embedcache.embeddings.flair_adapters import UnsupportedFlairEmbeddings
 from embedcache.embeddings.stack import as_embedders
@@ -222,14 +222,6 @@ def convert_flair_tagger_file(
             f"{source}: {error}; embedcache runs this tagger in memory (ec.SequenceTagger.from_flair) but "
             "cannot write it as a model directory"
         ) from error
-    tagger.model_card["converted_from"].update(source=str(source), sha256=_sha256(source))
+    tagger.model_card["converted_from"].update(source=str(source), sha256=file_sha256(source))
     save_tagger(tagger, target)
     return tagger
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
