@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
@@ -82,6 +82,8 @@ class CharLMConfig:
     eval_every_steps: int = 250
     seed: int = 0
     max_lines: int | None = None
+    extra_texts: tuple[str, ...] = ()  # more training text: plain text, or CoNLL-U (its "# text =" lines)
+    resume: bool = False  # continue from <out_path>-resume.pt when there is one (see fit_char_lm)
 
     def __post_init__(self) -> None:
         if self.max_steps is None and self.time_budget_s is None:
@@ -112,6 +114,7 @@ class CharLMResult:
     initial_validation_bits_per_char: float
     validation_bits_per_char: float
     finished: bool = True  # False for the saves made during training
+    curve: tuple[tuple[int, float, float], ...] = ()  # (step, training seconds, validation bits/char)
 
     @property
     def validation_perplexity(self) -> float:
@@ -147,6 +150,15 @@ def read_lines(text_path: str | Path, max_lines: int | None = None) -> list[str]
             if line:
                 lines.append(line)
     return lines
+
+
+def read_text_lines(path: str | Path) -> list[str]:
+    """The sentences of a CoNLL-U file (its ``# text =`` comments), or the non-empty lines of a text file."""
+    if Path(path).suffix != ".conllu":
+        return read_lines(path)
+    prefix = "# text = "
+    with Path(path).open(encoding="utf-8") as conllu:
+        return [line[len(prefix) :].rstrip("\n") for line in conllu if line.startswith(prefix)]
 
 
 def corpus_ids(lines: Sequence[str], dictionary: Dictionary, is_forward: bool) -> torch.Tensor:
@@ -199,6 +211,8 @@ def prepare_corpus(config: CharLMConfig) -> tuple[Dictionary, torch.Tensor, torc
     if len(lines) - n_validation < 1:
         raise ValueError(f"{config.text_path}: {len(lines)} non-empty lines are too few to train on")
     train_lines, validation_lines = lines[:-n_validation], lines[-n_validation:]
+    for extra in config.extra_texts:  # training text only: validation stays on the main text
+        train_lines += read_text_lines(extra)
     dictionary = build_char_dictionary(train_lines, config.min_char_count)
     train_ids = corpus_ids(train_lines, dictionary, config.is_forward)
     validation_ids = corpus_ids(validation_lines, dictionary, config.is_forward)
@@ -212,29 +226,50 @@ def prepare_corpus(config: CharLMConfig) -> tuple[Dictionary, torch.Tensor, torc
     return dictionary, batchify(train_ids, config.batch_size), batchify(validation_ids, validation_columns)
 
 
+@dataclass
+class TrainingState:
+    """Where a run is: enough, with the weights and the optimiser, to continue it exactly where it stopped.
+
+    Written to ``<out_path>-resume.pt`` at every evaluation (tensors, numbers and strings only, so it loads
+    with ``torch.load(weights_only=True)``); :func:`fit_char_lm` with ``resume=True`` continues from it.
+    """
+
+    step: int = 0
+    position: int = 0  # the next row of the (T, B) training ids
+    chars_seen: int = 0
+    elapsed_s: float = 0.0  # training seconds before this process: a time budget spans the resumed runs
+    hidden: tuple[torch.Tensor, ...] | None = None
+    initial_bits: float = math.nan
+    curve: list[tuple[int, float, float]] = field(default_factory=list)  # (step, seconds, validation bits)
+
+
+def _optimizer(lm: LanguageModel, config: CharLMConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(lm.parameters(), lr=config.learning_rate)
+    return torch.optim.SGD(lm.parameters(), lr=config.learning_rate)
+
+
 def _train_steps(
-    lm: LanguageModel, train_data: torch.Tensor, validation_data: torch.Tensor, config: CharLMConfig,
-    progress: bool, on_evaluation: Callable[[int, int, float], None],
-) -> tuple[int, int]:  # fmt: skip
-    """Optimiser steps over ``(T, B)`` ids until the end condition; returns (steps, characters trained on).
+    lm: LanguageModel, optimizer: torch.optim.Optimizer, train_data: torch.Tensor,
+    validation_data: torch.Tensor, config: CharLMConfig, state: TrainingState, progress: bool,
+    on_evaluation: Callable[[TrainingState, float], None],
+) -> None:  # fmt: skip
+    """Optimiser steps over ``(T, B)`` ids from ``state`` until the end condition, updating ``state``.
 
     Every ``eval_every_steps`` steps the validation bits per character are measured and passed, with the
-    steps and characters so far, to ``on_evaluation``.
+    state, to ``on_evaluation``.
     """
-    if config.optimizer == "adam":
-        optimizer: torch.optim.Optimizer = torch.optim.Adam(lm.parameters(), lr=config.learning_rate)
-    else:
-        optimizer = torch.optim.SGD(lm.parameters(), lr=config.learning_rate)
     lm.train()
-    started = time.monotonic()
-    step, position, chars_seen, running_loss = 0, 0, 0, 0.0
-    hidden = lm.init_hidden(config.batch_size)
-    bar = tqdm(total=config.max_steps, unit="step", disable=not progress, desc="char LM", mininterval=5)
-    while (done := _progress(config, step, time.monotonic() - started)) < 1.0:
-        if position >= train_data.shape[0] - 1:  # end of an epoch: start over from a zero state
-            position, hidden = 0, lm.init_hidden(config.batch_size)
-        targets = train_data[position + 1 : position + 1 + config.sequence_length]  # (S, B)
-        inputs = train_data[position : position + targets.shape[0]]  # (S, B)
+    started = time.monotonic() - state.elapsed_s
+    hidden = state.hidden if state.hidden is not None else lm.init_hidden(config.batch_size)
+    running_loss, steps_here = 0.0, 0
+    bar = tqdm(total=config.max_steps, initial=state.step, unit="step", disable=not progress, desc="char LM",
+               mininterval=5)  # fmt: skip
+    while (done := _progress(config, state.step, time.monotonic() - started)) < 1.0:
+        if state.position >= train_data.shape[0] - 1:  # end of an epoch: start over from a zero state
+            state.position, hidden = 0, lm.init_hidden(config.batch_size)
+        targets = train_data[state.position + 1 : state.position + 1 + config.sequence_length]  # (S, B)
+        inputs = train_data[state.position : state.position + targets.shape[0]]  # (S, B)
         lr = _learning_rate(config, done)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -244,30 +279,36 @@ def _train_steps(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(lm.parameters(), config.clip)
         optimizer.step()
-        hidden = tuple(state.detach() for state in hidden)  # truncate backpropagation here
-        position += targets.shape[0]
-        chars_seen += targets.numel()
-        step += 1
+        hidden = tuple(h.detach() for h in hidden)  # truncate backpropagation here
+        state.position += targets.shape[0]
+        state.chars_seen += targets.numel()
+        state.step += 1
+        steps_here += 1
         running_loss += loss.item()
         bar.update(1)
-        if step % config.eval_every_steps == 0:
+        if state.step % config.eval_every_steps == 0:
+            state.elapsed_s, state.hidden = time.monotonic() - started, hidden
             bits = validation_loss(lm, validation_data, config.sequence_length) / math.log(2)
             log.info(
                 "step %d: train %.3f, validation %.3f bits/char, lr %.2g, %.0f chars/s",
-                step, running_loss / config.eval_every_steps / math.log(2), bits, lr,
-                chars_seen / (time.monotonic() - started),
+                state.step, running_loss / steps_here / math.log(2), bits, lr,
+                state.chars_seen / state.elapsed_s,
             )  # fmt: skip
             bar.set_postfix(val_bpc=f"{bits:.3f}")
-            running_loss = 0.0
-            on_evaluation(step, chars_seen, bits)
+            running_loss, steps_here = 0.0, 0
+            on_evaluation(state, bits)
     bar.close()
+    state.elapsed_s, state.hidden = time.monotonic() - started, hidden
     lm.eval()
-    return step, chars_seen
 
 
 def fit_char_lm(config: CharLMConfig, progress: bool = True) -> CharLMResult:
-    """Train one character LM as ``config`` says and write it (see the module docstring)."""
-    started = time.monotonic()
+    """Train one character LM as ``config`` says and write it (see the module docstring).
+
+    With ``config.resume``, a run continues from ``<out_path>-resume.pt`` (weights, optimiser, schedule, data
+    position, carried state and random state) if one is there, else it starts afresh. Only the end condition
+    (``max_steps``, ``time_budget_s``) and ``eval_every_steps`` may differ from the saved run's settings.
+    """
     dictionary, train_data, validation_data = prepare_corpus(config)
     torch.manual_seed(config.seed)
     lm = LanguageModel(
@@ -275,37 +316,86 @@ def fit_char_lm(config: CharLMConfig, progress: bool = True) -> CharLMResult:
         document_delimiter=DOCUMENT_DELIMITER, dropout=config.dropout, has_decoder=True,
     )  # fmt: skip
     lm.cpu()  # Flair puts new modules on flair.device; training runs on the CPU (and _apply returns None)
-    initial_bits = validation_loss(lm, validation_data, config.sequence_length) / math.log(2)
-    log.info("validation before training: %.3f bits/char", initial_bits)
+    optimizer = _optimizer(lm, config)
+    state = TrainingState()
+    if config.resume and resume_path(config).exists():
+        state = load_training_state(config, lm, optimizer)
+        log.info("resumed %s at step %d (%.0f s trained)", resume_path(config), state.step, state.elapsed_s)
+    else:
+        state.initial_bits = validation_loss(lm, validation_data, config.sequence_length) / math.log(2)
+        log.info("validation before training: %.3f bits/char", state.initial_bits)
 
-    def save(steps: int, chars_seen: int, bits: float, finished: bool = False) -> CharLMResult:
+    def save(state: TrainingState, bits: float, finished: bool = False) -> CharLMResult:
+        state.curve.append((state.step, round(state.elapsed_s, 1), bits))
         result = CharLMResult(
-            lm,
-            Path(config.out_path),
-            steps,
-            chars_seen,
-            time.monotonic() - started,
-            initial_bits,
-            bits,
-            finished,
-        )
-        save_trained_lm(result, config)
+            lm, Path(config.out_path), state.step, state.chars_seen, state.elapsed_s, state.initial_bits,
+            bits, finished, tuple(state.curve),
+        )  # fmt: skip
+        save_trained_lm(result, config, training_state(config, lm, optimizer, state))
         return result
 
-    # A save at every evaluation: a run that is killed still leaves its latest model, complete and loadable.
-    steps, chars_seen = _train_steps(lm, train_data, validation_data, config, progress, save)
+    # A save at every evaluation: a run that is killed still leaves its latest model, complete and loadable,
+    # and the state to continue it from.
+    _train_steps(lm, optimizer, train_data, validation_data, config, state, progress, save)
     bits = validation_loss(lm, validation_data, config.sequence_length) / math.log(2)
-    result = save(steps, chars_seen, bits, finished=True)
+    result = save(state, bits, finished=True)
     log.info(
         "%s: %d steps (%.2f epochs) in %.0f s, validation %.3f bits/char (perplexity %.2f)",
-        config.out_path, steps, chars_seen / train_data.numel(), result.seconds,
+        config.out_path, state.step, state.chars_seen / train_data.numel(), state.elapsed_s,
         result.validation_bits_per_char, result.validation_perplexity,
     )  # fmt: skip
     return result
 
 
-def save_trained_lm(result: CharLMResult, config: CharLMConfig) -> None:
-    """Write ``.safetensors``, ``.json``, ``.pt`` and ``-training.json`` next to each other, each atomically.
+# Settings a resumed run may change: when it ends and how often it reports.
+_RESUMABLE_CHANGES = frozenset({"max_steps", "time_budget_s", "eval_every_steps", "resume"})
+
+
+def resume_path(config: CharLMConfig) -> Path:
+    return Path(f"{config.out_path}-resume.pt")
+
+
+def training_state(
+    config: CharLMConfig, lm: LanguageModel, optimizer: torch.optim.Optimizer, state: TrainingState
+) -> dict[str, Any]:
+    """What :func:`load_training_state` needs, as plain tensors, numbers and strings (no pickled objects)."""
+    return {
+        "config": json.dumps(asdict(config), sort_keys=True),
+        "lm": lm.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "progress": [state.step, state.position, state.chars_seen],
+        "elapsed_s": state.elapsed_s,
+        "initial_bits": state.initial_bits,
+        "curve": torch.tensor(state.curve, dtype=torch.float64).reshape(-1, 3),
+        "hidden": list(state.hidden) if state.hidden is not None else [],
+        "rng": torch.get_rng_state(),
+    }
+
+
+def load_training_state(
+    config: CharLMConfig, lm: LanguageModel, optimizer: torch.optim.Optimizer
+) -> TrainingState:
+    """Restore ``lm``, ``optimizer`` and the random state from ``<out_path>-resume.pt``; the run's state."""
+    path = resume_path(config)
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved_config, current = json.loads(saved["config"]), json.loads(json.dumps(asdict(config)))
+    changed = sorted(k for k in current if saved_config.get(k) != current[k] and k not in _RESUMABLE_CHANGES)
+    if changed:
+        raise ValueError(
+            f"{path}: cannot resume, the run was started with other settings ({', '.join(changed)}); "
+            f"change only {', '.join(sorted(_RESUMABLE_CHANGES))}, or train into another out_dir"
+        )
+    lm.load_state_dict(saved["lm"])
+    optimizer.load_state_dict(saved["optimizer"])
+    torch.set_rng_state(saved["rng"])
+    step, position, chars_seen = saved["progress"]
+    curve = [(int(step), seconds, bits) for step, seconds, bits in saved["curve"].tolist()]
+    hidden = tuple(saved["hidden"]) or None
+    return TrainingState(step, position, chars_seen, saved["elapsed_s"], hidden, saved["initial_bits"], curve)
+
+
+def save_trained_lm(result: CharLMResult, config: CharLMConfig, state: dict[str, Any] | None = None) -> None:
+    """Write ``.safetensors``, ``.json``, ``.pt``, ``-training.json`` (and ``-resume.pt`` from ``state``).
 
     All files are staged in a temporary folder beside the target and renamed into place; the ``.json`` that
     :func:`load_language_model` reads first is renamed last.
@@ -322,6 +412,7 @@ def save_trained_lm(result: CharLMResult, config: CharLMConfig) -> None:
         "validation_bits_per_char": result.validation_bits_per_char,
         "validation_perplexity": result.validation_perplexity,
         "finished": result.finished,
+        "validation_curve": [{"step": s, "seconds": t, "bits_per_char": b} for s, t, b in result.curve],
     }
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as staging:
         staged = Path(staging) / out.name
@@ -330,7 +421,11 @@ def save_trained_lm(result: CharLMResult, config: CharLMConfig) -> None:
         report = staged.with_name(f"{out.name}-training.json")
         report.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         shutil.copymode(report, staged.with_suffix(".safetensors"))  # safetensors writes 0600, not umask
-        for path in (staged.with_suffix(".safetensors"), staged.with_suffix(".pt"), report):
+        staged_files = [staged.with_suffix(".safetensors"), staged.with_suffix(".pt"), report]
+        if state is not None:
+            torch.save(state, staged_files[-1].with_name(resume_path(config).name))
+            staged_files.append(staged_files[-1].with_name(resume_path(config).name))
+        for path in staged_files:
             os.replace(path, out.parent / path.name)
         os.replace(staged.with_suffix(".json"), out.with_suffix(".json"))
 
@@ -402,6 +497,10 @@ def _checked(key: str, value: Any, where: str) -> Any:
     else:
         known = ", ".join(sorted(_TRAINING_KEYS | set(_RECIPE_ONLY_KEYS)))
         raise ValueError(f"{where}: unknown key {key!r}; known keys: {known}")
+    if getattr(expected, "__origin__", None) is tuple:  # a TOML array of strings
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return tuple(value)
+        raise ValueError(f"{where}: {key} = {value!r} is not a list of strings")
     options = get_args(expected) or (expected,)
     if value is None and type(None) in options:
         return None
@@ -474,6 +573,8 @@ def recipe_configs(
         out_dir, name = Path(settings.pop("out_dir", "out/charlm")), settings.pop("name", direction)
         text = Path(settings.pop("text"))
         settings.pop("threads", None)
+        extra = [Path(p) for p in settings.pop("extra_texts", ())]
+        settings["extra_texts"] = tuple(str(p if p.is_absolute() else data_root() / p) for p in extra)
         try:
             config = CharLMConfig(
                 text_path=str(text if text.is_absolute() else data_root() / text),

@@ -56,3 +56,34 @@ def test_text_without_tokens_is_refused(tmp_path):
 
 def test_vectors_are_finite(trained):
     assert np.isfinite(trained[2].vectors).all()
+
+
+def test_fasttext_vectors_give_unseen_words_their_subword_vector(data_dir, tmp_path):
+    text = data_dir / "text" / "social_media_en.txt"
+    treebank = data_dir / "ud_english_eslspok" / "train.conllu"
+    out = tmp_path / "ft.bin"
+    model = train_word_vectors(
+        text, out, vector_size=16, min_count=3, epochs=1, max_lines=2000, extra_texts=[treebank],
+        subwords=(3, 5, 2000),
+    )  # fmt: skip
+    assert [p.name for p in tmp_path.iterdir()] == ["ft.bin"]
+    embeddings = ec.WordEmbeddings(out)  # Facebook's .bin, read without pickle
+    assert embeddings.subword == (3, 5, 2000)
+    unseen = "qzxwordiness"
+    assert unseen not in embeddings.vocabulary
+    got = embeddings.embed_batch([["the", unseen]]).vectors
+    assert torch.allclose(got[0], torch.tensor(model["the"]), atol=1e-6)
+    assert torch.allclose(got[1], torch.tensor(model[unseen]), atol=1e-6)  # gensim's n-gram mean
+    assert got[1].abs().sum() > 0
+
+
+def test_conllu_files_give_their_gold_tokens(tmp_path):
+    conllu = tmp_path / "t.conllu"
+    conllu.write_text(
+        "# text = Don't go\n1-2\tDon't\t_\t_\t_\t_\t_\t_\t_\t_\n1\tDo\tdo\tAUX\t_\t_\t3\taux\t_\t_\n"
+        "2\tn't\tnot\tPART\t_\t_\t3\tadvmod\t_\t_\n3\tgo\tgo\tVERB\t_\t_\t0\troot\t_\t_\n\n"
+        "1\tYes\tyes\tINTJ\t_\t_\t0\troot\t_\t_\n\n",
+        encoding="utf-8",
+    )
+    assert tokenized_lines(conllu) == [["do", "n't", "go"], ["yes"]]
+    assert tokenized_lines(conllu, max_lines=1) == [["do", "n't", "go"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -54,12 +55,16 @@ def test_training_lowers_the_validation_loss(trained):
 def test_every_file_is_written_and_nothing_is_left_staged(trained):
     out = trained.out_path
     names = sorted(p.name for p in out.parent.iterdir())
-    assert names == sorted(f"{out.name}{s}" for s in (".json", ".pt", ".safetensors", "-training.json"))
+    assert names == sorted(
+        f"{out.name}{s}" for s in (".json", ".pt", ".safetensors", "-training.json", "-resume.pt")
+    )
 
 
 def test_model_is_saved_at_every_evaluation_and_at_the_end(data_dir, tmp_path, monkeypatch):
     saves = []
-    monkeypatch.setattr(language_model, "save_trained_lm", lambda r, c: saves.append((r.steps, r.finished)))
+    monkeypatch.setattr(
+        language_model, "save_trained_lm", lambda r, c, state: saves.append((r.steps, r.finished))
+    )
     config = CharLMConfig(
         text_path=str(social_text(data_dir)), out_path=str(tmp_path / "lm"), max_lines=300, max_steps=20,
         **{**TINY, "eval_every_steps": 10},
@@ -169,3 +174,57 @@ def test_command_line_trains_and_reports_bad_keys_without_a_traceback(data_dir, 
         language_model.main([recipe, "hiden_size=3"])
     assert exit_info.value.code == 2
     assert "charlm.toml: unknown key 'hiden_size'" in capsys.readouterr().err
+
+
+def test_a_stopped_run_resumes_to_the_weights_of_an_unstopped_one(data_dir, tmp_path, monkeypatch):
+    settings = dict(
+        text_path=str(social_text(data_dir)), max_lines=300, max_steps=20, **{**TINY, "eval_every_steps": 5}
+    )
+    whole = fit_char_lm(CharLMConfig(out_path=str(tmp_path / "whole"), **settings), progress=False)
+
+    real_save, saves = language_model.save_trained_lm, []
+
+    def save_then_stop(result, config, state=None):
+        real_save(result, config, state)
+        saves.append(result.steps)
+        if result.steps == 10:
+            raise KeyboardInterrupt  # the process is stopped right after its second save
+
+    monkeypatch.setattr(language_model, "save_trained_lm", save_then_stop)
+    stopped = CharLMConfig(out_path=str(tmp_path / "parts"), **settings)
+    with pytest.raises(KeyboardInterrupt):
+        fit_char_lm(stopped, progress=False)
+    resumed = fit_char_lm(dataclasses.replace(stopped, resume=True), progress=False)
+
+    assert saves == [5, 10, 15, 20, 20]  # the second process started at step 10
+    assert resumed.steps == 20 and resumed.train_chars_seen == whole.train_chars_seen
+    for name, weights in whole.lm.state_dict().items():
+        assert torch.equal(resumed.lm.state_dict()[name], weights), name
+    record = json.loads((tmp_path / "parts-training.json").read_text())
+    assert [point["step"] for point in record["validation_curve"]] == [5, 10, 15, 20, 20]
+
+
+def test_resume_refuses_a_run_with_other_settings(data_dir, tmp_path):
+    settings = dict(
+        text_path=str(social_text(data_dir)), out_path=str(tmp_path / "lm"), max_lines=300, **TINY
+    )
+    fit_char_lm(CharLMConfig(max_steps=4, **{**settings, "eval_every_steps": 2}), progress=False)
+    longer = CharLMConfig(max_steps=6, resume=True, **{**settings, "eval_every_steps": 2})
+    assert fit_char_lm(longer, progress=False).steps == 6  # a longer end condition is allowed
+    with pytest.raises(ValueError, match=r"lm-resume.pt: cannot resume.*hidden_size"):
+        fit_char_lm(dataclasses.replace(longer, hidden_size=64, max_steps=8), progress=False)
+
+
+def test_treebank_text_is_added_to_training_only(data_dir, tmp_path):
+    conllu = data_dir / "ud_english_eslspok" / "train.conllu"
+    base = CharLMConfig(text_path=str(social_text(data_dir)), out_path=str(tmp_path / "lm"), max_lines=300,
+                        max_steps=1, **TINY)  # fmt: skip
+    _, train, validation = language_model.prepare_corpus(base)
+    _, train_more, validation_more = language_model.prepare_corpus(
+        dataclasses.replace(base, extra_texts=(str(conllu),))
+    )
+    sentences = language_model.read_text_lines(conllu)
+    assert len(sentences) == 1856 and not any(s.startswith("#") for s in sentences)
+    assert validation_more.shape == validation.shape  # the same validation text (ids follow the dictionary)
+    added = sum(len(s) + 1 for s in sentences)
+    assert abs(train_more.numel() - train.numel() - added) < base.batch_size * 2
