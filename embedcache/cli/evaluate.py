@@ -29,7 +29,8 @@ examples:
   embedcache evaluate MODEL dev.conll --json | jq .micro_f1
 
 Gold tags: the last column of a CoNLL column file, UPOS of a CoNLL-U file. Span tasks are scored on
-BIO spans with seqeval (micro/macro F1, per type), plain tags by accuracy. The table goes to stdout;
+BIO spans with seqeval (micro/macro F1, per type), plain tags by accuracy, per-tag precision/recall/F1
+and their 10 most frequent confusions. The table goes to stdout;
 --output also writes the scores as JSON (atomically), --json prints the JSON instead of the table.
 A progress bar (sentences, words/s) shows on stderr when it is a terminal or with --progress, and a
 one-line summary (sentences, tokens, words/s) at the end; --quiet: neither.

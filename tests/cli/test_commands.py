@@ -108,6 +108,19 @@ def test_evaluate_prints_scores_and_writes_them_as_json(cli: RunCli, ner_model, 
     assert json.loads(cli("evaluate", ner_model, gold, "--json").out)["micro_f1"] == scores["micro_f1"]
 
 
+def test_evaluate_reports_per_tag_scores_and_confusions_for_plain_tags(cli: RunCli, tmp_path, data_dir):
+    conllu = (data_dir / "ud_english_lines" / "dev.conllu").read_text(encoding="utf-8")
+    gold = tmp_path / "gold.conllu"
+    gold.write_text("\n\n".join(conllu.split("\n\n")[:30]) + "\n\n", encoding="utf-8")
+    scores = json.loads(cli("evaluate", "en-upos", gold, "--json").out)
+    assert scores["n_sentences"] == 30 and scores["per_type"]["NOUN"]["support"] > 0
+    errors = round(scores["n_tokens"] * (1 - scores["accuracy"]))
+    assert 0 < len(scores["confusions"]) <= 10 and sum(c["count"] for c in scores["confusions"]) <= errors
+    table = cli("evaluate", "en-upos", gold).out
+    first = scores["confusions"][0]
+    assert f"  {first['gold']} -> {first['predicted']}: {first['count']}" in table
+
+
 def test_evaluate_needs_gold_tags(cli: RunCli, ner_model, tmp_path):
     tokens_only = tmp_path / "tokens.conll"
     tokens_only.write_text("Anna\nlives\n", encoding="utf-8")
