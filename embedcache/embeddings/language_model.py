@@ -79,9 +79,13 @@ def weights_file_shapes(path: Path) -> WeightShapes:
     return {name: (shape, _SAFETENSORS_DTYPES[dtype]) for name, (shape, dtype) in declared.items()}
 
 
+_STORAGE_DTYPES = {torch.float32: torch.float16}  # the compact storage each compute dtype may have
+
+
 def check_weight_shapes(found: WeightShapes, expected: WeightShapes, weights: Path, config: Path) -> None:
     """Refuse weights that are not exactly what the configuration implies (names, shapes and dtypes).
 
+    float32 weights may be stored as float16 (halves a bundled model's size; loading casts them back).
     Called before the model is built, so that a configuration claiming absurd sizes is refused without
     allocating them: the model is only built once its every tensor is backed by the weights file.
 
@@ -95,7 +99,7 @@ def check_weight_shapes(found: WeightShapes, expected: WeightShapes, weights: Pa
             f"unexpected {unexpected[:5]}"
         )
     for name, (shape, dtype) in expected.items():
-        if found[name] != (shape, dtype):
+        if found[name] != (shape, dtype) and found[name] != (shape, _STORAGE_DTYPES.get(dtype)):
             have_shape, have_dtype = found[name]
             raise ValueError(
                 f"{weights}: {name} is {have_dtype} {list(have_shape)}, "
@@ -232,7 +236,9 @@ def load_language_model(path: str | Path) -> CharLanguageModel:
     check_weight_shapes(weights_file_shapes(weights_path), expected, weights_path, config_path)
     with torch.device("meta"):
         lm = _native(config, dictionary)
-    lm.load_state_dict(load_file(str(weights_path)), strict=True, assign=True)
+    stored = load_file(str(weights_path))
+    weights = {name: t.to(expected[name][1]) for name, t in stored.items()}  # float16 storage: cast back
+    lm.load_state_dict(weights, strict=True, assign=True)
     return lm.eval()
 
 

@@ -108,8 +108,12 @@ def _embedder_entry(embedder: object, index: int, directory: Path) -> dict[str, 
     return {"type": "words", "file": stem, "params": core.to_params()}
 
 
-def save_tagger(tagger: SequenceTagger, path: str | Path) -> None:
-    """Write ``tagger`` to the directory ``path`` atomically (replacing an older model there)."""
+def save_tagger(tagger: SequenceTagger, path: str | Path, half: bool = False) -> None:
+    """Write ``tagger`` to the directory ``path`` atomically (replacing an older model there).
+
+    ``half`` stores float32 weights as float16, half the bytes (the bundled model: the wheel's size);
+    loading casts them back to float32, so the model computes as before on weights rounded to float16.
+    """
     check_saveable(tagger)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -131,12 +135,22 @@ def save_tagger(tagger: SequenceTagger, path: str | Path) -> None:
             "embeddings": entries,
         }
         _write_json(staging / "config.json", config)
+        if half:
+            _store_as_float16(staging)
         if getattr(tagger, "model_card", None):
             _write_json(staging / "model_card.json", tagger.model_card)
         _publish(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _store_as_float16(directory: Path) -> None:
+    """Rewrite every staged weights file with its float32 tensors as float16 (others as they are)."""
+    for weights_path in sorted(directory.glob("*.safetensors")):
+        tensors = load_file(str(weights_path))
+        half = {k: t.half() if t.dtype == torch.float32 else t for k, t in tensors.items()}
+        save_file(half, str(weights_path))
 
 
 def _publish(staging: Path, target: Path) -> None:

@@ -204,11 +204,12 @@ class SequenceTagger(torch.nn.Module):
             self, inputs, batch_size, storage_mode, device, progress, memory_budget_bytes, label_name
         )
 
-    def save(self, path: str | Path) -> None:
-        """Write a model directory of safetensors + JSON; see :mod:`embedcache.models.serialization`."""
+    def save(self, path: str | Path, half: bool = False) -> None:
+        """Write a model directory of safetensors + JSON (``half``: weights stored as float16); see
+        :mod:`embedcache.models.serialization`."""
         from embedcache.models.serialization import save_tagger
 
-        save_tagger(self, path)
+        save_tagger(self, path, half=half)
 
     @classmethod
     def load(

@@ -41,6 +41,23 @@ def test_round_trip_gives_the_same_predictions_and_no_pickle(tagger, tmp_path):
     assert loaded.hyperparameters() == tagger.hyperparameters()
 
 
+def test_half_storage_halves_the_weights_and_loads_them_as_float32(tagger, tmp_path):
+    tagger.save(tmp_path / "full")
+    tagger.save(tmp_path / "half", half=True)
+    for name in ("tagger", "embedding-0", "embedding-1", "embedding-2"):
+        full, half = (tmp_path / d / f"{name}.safetensors" for d in ("full", "half"))
+        header = 8 + int.from_bytes(full.read_bytes()[:8], "little")  # the JSON header is about the same
+        assert half.stat().st_size - header < (full.stat().st_size - header) / 2 + 64, name
+    loaded = SequenceTagger.load(tmp_path / "half")
+    expected = SequenceTagger.load(tmp_path / "full").state_dict()
+    assert loaded.state_dict().keys() == expected.keys()
+    for name, weights in loaded.state_dict().items():
+        assert weights.dtype == expected[name].dtype, name
+        if weights.is_floating_point():
+            assert torch.equal(weights, expected[name].half().float()), name  # rounded once, cast back
+    assert SequenceTagger.load(tmp_path / "half").predict(["Anna lives in Rome ."])[0].tags  # it runs
+
+
 def test_saving_over_an_existing_model_replaces_it_whole(tagger, tmp_path):
     tagger.save(tmp_path / "model")
     (tmp_path / "model" / "stale.json").write_text("{}")
