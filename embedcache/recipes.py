@@ -20,7 +20,7 @@ Paths are relative to the working directory. ``--set key.path=value`` overrides 
 index: ``embeddings.0.path=...``); values are read as TOML (``3``, ``true``, ``"x"``), else as strings, and
 ``null`` unsets (``training.clip=null``).
 A recipe of ``kind = "charlm"`` (or with ``[forward]``/``[backward]`` tables) trains character LMs and
-belongs to :mod:`embedcache.training.language_model`.
+belongs to :mod:`embedcache.training.char_lm`.
 """
 
 from __future__ import annotations

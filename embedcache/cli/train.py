@@ -98,7 +98,7 @@ def _rank_arguments(args: argparse.Namespace) -> list[str]:
 
 
 def _train_char_lms(args: argparse.Namespace, progress: bool) -> int:
-    from embedcache.training import language_model  # only LM recipes need the LM trainer
+    from embedcache.training import char_lm  # only LM recipes need the LM trainer
 
     malformed = [item for item in args.overrides if "=" not in item]
     if malformed:
@@ -107,10 +107,10 @@ def _train_char_lms(args: argparse.Namespace, progress: bool) -> int:
     if args.smoke:
         overrides["smoke"] = "true"
     try:
-        language_model.recipe_configs(args.recipe, overrides)  # recipe errors are bad input, not crashes
+        char_lm.recipe_configs(args.recipe, overrides)  # recipe errors are bad input, not crashes
     except (FileNotFoundError, ValueError) as error:
         raise BadInput(error) from error
-    for direction, result in language_model.train_from_recipe(args.recipe, overrides, progress).items():
+    for direction, result in char_lm.train_from_recipe(args.recipe, overrides, progress).items():
         print(
             f"{direction} LM: {result.validation_bits_per_char:.3f} bits/char on validation; "
             f"{result.out_path}.{{safetensors,json,pt}}"

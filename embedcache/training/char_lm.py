@@ -13,7 +13,7 @@ The LM is written twice, atomically: embedcache's ``.safetensors`` + ``.json``
 files are also written at every evaluation, so a run that is stopped early leaves its latest model behind.
 
 Example:
-    python -m embedcache.training.language_model recipes/charlm.toml direction=forward smoke=true
+    python -m embedcache.training.char_lm recipes/charlm.toml direction=forward smoke=true
 """
 
 from __future__ import annotations
@@ -605,7 +605,7 @@ def train_from_recipe(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m embedcache.training.language_model", description="Train character LMs from a recipe."
+        prog="python -m embedcache.training.char_lm", description="Train character LMs from a recipe."
     )
     parser.add_argument("recipe", type=Path, help="e.g. recipes/charlm.toml")
     parser.add_argument("overrides", nargs="*", help="key=value, forward.key=value, direction=, smoke=true")
