@@ -1,13 +1,18 @@
-"""Scores: span-level precision/recall/F1 with seqeval for BIO/BIOES tasks, accuracy for plain tags."""
+"""Scores: span-level precision/recall/F1 with seqeval for BIO/BIOES tasks, accuracy for plain tags; and
+the decoding of a split that produces the tags to score."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+import torch
 from seqeval.metrics import classification_report
 
+from embedcache.data.sentence import TaggedSentence
 from embedcache.models.labels import Scheme, convert_scheme
+from embedcache.models.tagger import SequenceTagger
+from embedcache.training.batches import BatchSource, length_sorted_batches
 
 
 @dataclass
@@ -70,3 +75,20 @@ def evaluate_tags(
         n_sentences=len(gold),
         n_tokens=n_tokens,
     )
+
+
+def evaluate_tagger(
+    tagger: SequenceTagger, sentences: Sequence[TaggedSentence], source: BatchSource, batch_size: int
+) -> Scores:
+    """Decode ``sentences`` (embedded by ``source``) with ``tagger``; score them against their gold tags."""
+    was_training = tagger.training
+    tagger.eval()
+    predicted: list[list[str]] = [[] for _ in sentences]
+    order = list(length_sorted_batches(sentences, batch_size))
+    with torch.no_grad():
+        for ids, (padded, lengths) in zip(order, source.batches(order), strict=True):
+            tag_ids, _ = tagger.decode(padded, lengths)  # (B, T)
+            for row, index in enumerate(ids):
+                predicted[index] = tagger.tags.decode(tag_ids[row, : len(sentences[index])].tolist())
+    tagger.train(was_training)
+    return evaluate_tags([s.tags or [] for s in sentences], predicted, tagger.tags.scheme)
