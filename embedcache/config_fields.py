@@ -241,6 +241,12 @@ def _converted(value: Any, expected: Any) -> Any:
     return value
 
 
+def takes_list(expected: Any) -> bool:
+    """Whether a setting of type ``expected`` is a list (``tuple[str, ...]``, ``tuple[int, ...] | None``)."""
+    options = get_args(expected) if get_origin(expected) in (Union, types.UnionType) else (expected,)
+    return any(get_origin(option) is tuple for option in options)
+
+
 def describe(expected: Any) -> str:
     """A type as a person reads it: ``an int``, ``one of 'sgd', 'adamw'``, ``a number, or none``."""
     origin, options = get_origin(expected), get_args(expected)
