@@ -19,7 +19,7 @@ import difflib
 import re
 import sys
 import types
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -261,11 +261,17 @@ def describe(expected: Any) -> str:
     return names.get(expected, f"a {getattr(expected, '__name__', expected)}")
 
 
-def settings_lines(config: type, exclude: Sequence[str] = ()) -> list[str]:
-    """``name = default  (type)`` for each field of ``config``: the list that help texts and docs show."""
+def settings_lines(config: type, exclude: Collection[str] = ()) -> list[str]:
+    """``name = default  # type`` for each field of ``config``: the list that the docs show.
+
+    Example:
+        >>> from embedcache.training import TrainingConfig
+        >>> settings_lines(TrainingConfig)[1]
+        'max_epochs = 10  # an int'
+    """
     defaults, hints = field_defaults(config), field_types(config)
     return [
-        f"{name} = {'(required)' if default is NO_DEFAULT else _toml(default)}  ({describe(hints[name])})"
+        f"{name} = {'(required)' if default is NO_DEFAULT else _toml(default)}  # {describe(hints[name])}"
         for name, default in defaults.items()
         if name not in exclude
     ]

@@ -53,14 +53,18 @@ from embedcache.config_fields import (
     field_defaults,
     parse_override,
     read_toml,
+    settings_lines,
 )
 from embedcache.data import datasets
 from embedcache.data.corpus import Corpus
 from embedcache.data.writers import AtomicFile
 from embedcache.embeddings import CharLMEmbeddings, TokenEmbedder, WordEmbeddings
+from embedcache.embeddings.train_words import WordVectorConfig
 from embedcache.models.labels import TagDictionary
 from embedcache.models.tagger import SequenceTagger, TaggerConfig
 from embedcache.training import Trainer, TrainingConfig, TrainingResult
+from embedcache.training.char_lm import CharLMConfig
+from embedcache.training.char_lm_recipe import DERIVED_FIELDS, CharLMRecipeSettings
 from embedcache.training.distributed import is_main_process
 
 log = logging.getLogger(__name__)
@@ -76,7 +80,7 @@ _WORDS_OPTIONS = {"format", "lowercase_fallback", "name"}
 _NOT_IN_RECIPES = ("progress",)
 __all__ = [
     "RecipeError", "SmokeSettings", "TaggerRecipe", "load_corpus", "load_tagger_recipe", "random_char_lm",
-    "random_word_vectors", "recipe_kind", "train_tagger",
+    "random_word_vectors", "recipe_kind", "settings_reference", "train_tagger",
 ]  # fmt: skip
 
 
@@ -365,3 +369,24 @@ def _record_scores(output_dir: Path, result: TrainingResult) -> None:
             with AtomicFile(card_path) as out:
                 out.stream.write(json.dumps({**card, "scores": scores}, ensure_ascii=False, indent=1))
                 out.commit()
+
+
+def settings_reference() -> str:
+    """Every setting of every recipe table, with default and type, from the configurations themselves.
+
+    ``recipes/README.md`` ("Settings") holds this text; a test keeps the two the same.
+    """
+    tables = [
+        ("Tagger `[training]` (`embedcache.training.TrainingConfig`)", TrainingConfig, _NOT_IN_RECIPES),
+        ("Tagger `[model]` (`embedcache.models.tagger.TaggerConfig`)", TaggerConfig, ("tag_type",)),
+        ("Tagger `[smoke]` (`embedcache.recipes.SmokeSettings`)", SmokeSettings, ()),
+        ("Char-LM recipes (`embedcache.training.char_lm.CharLMConfig`)", CharLMConfig, DERIVED_FIELDS),
+        ("Char-LM recipes, the recipe's own keys (`CharLMRecipeSettings`)", CharLMRecipeSettings, ()),
+        ("Word vectors, one `--option` each (`embedcache.embeddings.train_words.WordVectorConfig`)",
+         WordVectorConfig, ()),
+    ]  # fmt: skip
+    blocks = [
+        f"{title}:\n\n```toml\n" + "\n".join(settings_lines(config, exclude)) + "\n```"
+        for title, config, exclude in tables
+    ]
+    return "\n\n".join(blocks) + "\n"

@@ -190,7 +190,7 @@ def _optimizer(lm: LanguageModel, config: CharLMConfig) -> torch.optim.Optimizer
 def _train_steps(
     lm: LanguageModel, optimizer: torch.optim.Optimizer, train_data: torch.Tensor,
     validation_data: torch.Tensor, config: CharLMConfig, state: TrainingState, progress: bool,
-    on_evaluation: Callable[[TrainingState, float], None],
+    on_evaluation: Callable[[TrainingState, float], object],
 ) -> None:  # fmt: skip
     """Optimiser steps over ``(T, B)`` ids from ``state`` until the end condition, updating ``state``.
 

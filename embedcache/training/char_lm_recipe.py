@@ -39,7 +39,7 @@ from embedcache.training.char_lm import CharLMConfig, CharLMResult, fit_char_lm
 
 DIRECTIONS = ("forward", "backward")
 # What the recipe derives, per direction: not settable as such.
-_DERIVED = ("text_path", "out_path", "is_forward")
+DERIVED_FIELDS = ("text_path", "out_path", "is_forward")
 # What --smoke sets (before the other overrides, which still win over it).
 _SMOKE = {"max_lines": 2000, "max_steps": 30, "time_budget_s": None, "hidden_size": 32,
           "embedding_size": 16, "sequence_length": 50, "batch_size": 16, "eval_every_steps": 10}  # fmt: skip
@@ -57,7 +57,7 @@ class CharLMRecipeSettings:
 
 def recipe_keys() -> dict[str, Any]:
     """Every key an LM recipe takes, with its type."""
-    lm = {k: v for k, v in field_types(CharLMConfig).items() if k not in _DERIVED}
+    lm = {k: v for k, v in field_types(CharLMConfig).items() if k not in DERIVED_FIELDS}
     return {**lm, **field_types(CharLMRecipeSettings)}
 
 
@@ -70,7 +70,7 @@ def _checked(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
     recipe_only = {k: v for k, v in values.items() if k in field_types(CharLMRecipeSettings)}
     lm = {k: v for k, v in values.items() if k not in recipe_only}
     return {
-        **check_settings(CharLMConfig, table, lm, _DERIVED),
+        **check_settings(CharLMConfig, table, lm, DERIVED_FIELDS),
         **check_settings(CharLMRecipeSettings, table, recipe_only),
     }
 

@@ -233,11 +233,13 @@ class _Run:
             bar.set_postfix(
                 loss=f"{total_loss / max(total_tokens, 1):.4f}", tokens_per_s=f"{total_tokens / elapsed:.0f}"
             )
-        total_loss, total_tokens = sum_across_ranks([total_loss, total_tokens], self.ranks)
+        loss_sum, token_count = sum_across_ranks([total_loss, total_tokens], self.ranks)
         # Rank 0 evaluates; every rank then steps its scheduler and keeps its best score with rank 0's
-        # numbers, so all agree on annealing and on stopping.
+        # numbers, so all agree on annealing and on stopping (the other ranks' placeholder is replaced).
         outcome = (
-            self._epoch_outcome(epoch, total_loss, total_tokens, dev, started) if self.ranks.is_main else None
+            self._epoch_outcome(epoch, loss_sum, token_count, dev, started)
+            if self.ranks.is_main
+            else ({}, 0.0)
         )
         record, score = from_main(outcome, self.ranks)
         self._end_epoch(epoch, record, score)
