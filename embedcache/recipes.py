@@ -12,7 +12,7 @@ The tables, read top to bottom like the procedure they describe:
 - ``[[embeddings]]``, concatenated in order: ``type = "charlm"`` with ``path`` (an embedcache LM without
   suffix, or a Flair ``.pt``), ``direction`` and the options of :class:`CharLMEmbeddings`; or
   ``type = "words"`` with ``path`` (word2vec, GloVe or fastText vectors).
-- ``[model]``: arguments of :class:`SequenceTagger`; ``[training]``: arguments of :meth:`Trainer.train`.
+- ``[model]``: the fields of :class:`TaggerConfig`; ``[training]``: the fields of :class:`TrainingConfig`.
 - ``[smoke]``: how ``--smoke`` shrinks the run (:class:`SmokeSettings`). A smoke run writes under
   ``<output_dir>/smoke`` and uses small random LMs and word vectors in place of files that are missing.
 
