@@ -233,6 +233,8 @@ class _Run:
             bar.set_postfix(
                 loss=f"{total_loss / max(total_tokens, 1):.4f}", tokens_per_s=f"{total_tokens / elapsed:.0f}"
             )
+        if next(stream, None) is not None:  # also ends the stream, which joins its prefetching thread
+            raise RuntimeError("the epoch's batch stream holds more batches than its optimiser steps")
         loss_sum, token_count = sum_across_ranks([total_loss, total_tokens], self.ranks)
         # Rank 0 evaluates; every rank then steps its scheduler and keeps its best score with rank 0's
         # numbers, so all agree on annealing and on stopping (the other ranks' placeholder is replaced).
