@@ -12,27 +12,27 @@ The tables, read top to bottom like the procedure they describe:
 - ``[[embeddings]]``, concatenated in order: ``type = "charlm"`` with ``path`` (an embedcache LM without
   suffix, or a Flair ``.pt``), ``direction`` and the options of :class:`CharLMEmbeddings`; or
   ``type = "words"`` with ``path`` (word2vec, GloVe or fastText vectors).
-- ``[model]``: arguments of :class:`SequenceTagger`; ``[training]``: arguments of :meth:`Trainer.train`.
+- ``[model]``: the fields of :class:`TaggerConfig`; ``[training]``: the fields of :class:`TrainingConfig`.
 - ``[smoke]``: how ``--smoke`` shrinks the run (:class:`SmokeSettings`). A smoke run writes under
   ``<output_dir>/smoke`` and uses small random LMs and word vectors in place of files that are missing.
 
 Paths are relative to the working directory. ``--set key.path=value`` overrides any setting (list items by
 index: ``embeddings.0.path=...``); values are read as TOML (``3``, ``true``, ``"x"``), else as strings, and
-``null`` unsets (``training.clip=null``).
-A recipe of ``kind = "charlm"`` (or with ``[forward]``/``[backward]`` tables) trains character LMs and
-belongs to :mod:`embedcache.training.language_model`.
+``none`` or ``null`` unsets (``training.clip=none``). The keys of ``[model]``, ``[training]`` and ``[smoke]``
+are the fields of :class:`TaggerConfig`, :class:`TrainingConfig` and :class:`SmokeSettings`, checked with
+:mod:`embedcache.config_fields`: a misspelt key names its file, line and the nearest valid key.
+A recipe of ``kind = "charlm"`` (or with ``[forward]``/``[backward]`` tables) trains character LMs
+(:mod:`embedcache.training.char_lm_recipe`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import logging
 import string
-import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -43,19 +43,29 @@ from flair.data import Dictionary
 from flair.models import LanguageModel
 from gensim.models import KeyedVectors
 
+from embedcache.config_fields import (
+    Override,
+    RecipeError,
+    Table,
+    apply_override,
+    check_known,
+    check_settings,
+    field_defaults,
+    parse_override,
+    read_toml,
+    settings_lines,
+)
 from embedcache.data import datasets
 from embedcache.data.corpus import Corpus
 from embedcache.data.writers import AtomicFile
 from embedcache.embeddings import CharLMEmbeddings, TokenEmbedder, WordEmbeddings
+from embedcache.embeddings.train_words import WordVectorConfig
 from embedcache.models.labels import TagDictionary
 from embedcache.models.tagger import SequenceTagger, TaggerConfig
 from embedcache.training import Trainer, TrainingConfig, TrainingResult
+from embedcache.training.char_lm import CharLMConfig
+from embedcache.training.char_lm_recipe import DERIVED_FIELDS, CharLMRecipeSettings
 from embedcache.training.distributed import is_main_process
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +76,12 @@ _DATA_KEYS = {"dataset", "root", "tag_type", "tag_scheme", "train", "dev", "test
               "citation"}  # fmt: skip
 _CHARLM_OPTIONS = {"chars_per_chunk", "with_whitespace", "tokenized_lm", "is_lower", "fine_tune", "name"}
 _WORDS_OPTIONS = {"format", "lowercase_fallback", "name"}
-_MODEL_DEFAULTS = {f.name: f.default for f in fields(TaggerConfig) if f.name != "tag_type"}
-_TRAINING_DEFAULTS = {
-    name: parameter.default
-    for name, parameter in inspect.signature(Trainer.train).parameters.items()
-    if name not in ("self", "out_dir", "progress")
-}
-
-
-class RecipeError(ValueError):
-    """A recipe that cannot run (bad TOML, an unknown setting, a missing file); the message names it."""
+# [training] takes every field of TrainingConfig but progress, which is the command line's (--quiet).
+_NOT_IN_RECIPES = ("progress",)
+__all__ = [
+    "RecipeError", "SmokeSettings", "TaggerRecipe", "load_corpus", "load_tagger_recipe", "random_char_lm",
+    "random_word_vectors", "recipe_kind", "settings_reference", "train_tagger",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -105,38 +111,6 @@ class TaggerRecipe:
     overrides: tuple[str, ...] = field(default=())
 
 
-def parse_value(raw: str) -> Any:
-    """A command-line value read as TOML (``3``, ``true``, ``"x"``); ``null`` is ``None``; else text.
-
-    (``none`` stays text: it is a storage mode.)
-    """
-    if raw.strip() == "null":
-        return None
-    try:
-        return tomllib.loads(f"value = {raw}")["value"]
-    except tomllib.TOMLDecodeError:
-        return raw  # a bare string such as a path
-
-
-def read_recipe(path: str | Path) -> dict[str, Any]:
-    """The TOML of a recipe file, as a dict.
-
-    Raises:
-        RecipeError: no such file, not UTF-8, or invalid TOML (the message gives line and column).
-    """
-    path = Path(path)
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise RecipeError(f"{path}: no such recipe file") from error
-    except IsADirectoryError as error:
-        raise RecipeError(f"{path}: is a directory, not a recipe file") from error
-    except UnicodeDecodeError as error:
-        raise RecipeError(f"{path}: not UTF-8 (byte {error.start})") from error
-    except tomllib.TOMLDecodeError as error:
-        raise RecipeError(f"{path}: invalid TOML: {error}") from error
-
-
 def recipe_kind(recipe: dict[str, Any], source: str | Path) -> RecipeKind:
     """``kind`` from the recipe; without one, ``charlm`` when it has ``[forward]``/``[backward]`` tables."""
     kind = recipe.get("kind")
@@ -147,75 +121,48 @@ def recipe_kind(recipe: dict[str, Any], source: str | Path) -> RecipeKind:
     return kind
 
 
-def apply_override(recipe: dict[str, Any], assignment: str) -> None:
-    """Set ``key.path=value`` in ``recipe``; missing tables are created, list items are addressed by index."""
-    key, equals, raw = assignment.partition("=")
-    if not equals or not key.strip():
-        raise RecipeError(f"--set {assignment}: expected KEY=VALUE, e.g. training.max_epochs=5")
-    *parents, last = key.strip().split(".")
-    node: Any = recipe
-    for part in parents:
-        if isinstance(node, list):
-            node = node[_list_index(node, part, key)]
-        elif isinstance(node, dict):
-            node = node.setdefault(part, {})
-        else:
-            raise RecipeError(f"--set {key}: {part!r} is inside a value, not a table")
-    if isinstance(node, list):
-        node[_list_index(node, last, key)] = parse_value(raw)
-    elif isinstance(node, dict):
-        node[last] = parse_value(raw)
-    else:
-        raise RecipeError(f"--set {key}: {last!r} is inside a value, not a table")
-
-
-def _list_index(items: list[Any], part: str, key: str) -> int:
-    if not part.isdigit() or int(part) >= len(items):
-        raise RecipeError(f"--set {key}: {part!r} is not an index of a list of {len(items)} items")
-    return int(part)
-
-
 def load_tagger_recipe(path: str | Path, overrides: Sequence[str] = (), smoke: bool = False) -> TaggerRecipe:
     """Read, override and check a tagger recipe; ``--set smoke=true`` is the same as ``smoke=True``.
 
     Raises:
-        RecipeError: anything wrong, naming the recipe and the table or key.
+        RecipeError: anything wrong, naming the recipe and the table or key (with its line).
     """
     source = Path(path)
-    recipe = read_recipe(source)
-    for assignment in overrides:
-        if assignment.partition("=")[0].strip() == "smoke":  # the switch, not the [smoke] table
-            smoke = parse_value(assignment.partition("=")[2]) is True
+    recipe = read_toml(source)
+    assignments = tuple(parse_override(item) for item in overrides)
+    for assignment in assignments:
+        if assignment.key == "smoke":  # the switch, not the [smoke] table
+            smoke = assignment.value is True
         else:
             apply_override(recipe, assignment)
     if recipe_kind(recipe, source) != "tagger":
         raise RecipeError(f"{source}: not a tagger recipe (kind = {recipe.get('kind')!r})")
-    _check_known(source, "the top level", recipe, _TOP_LEVEL_KEYS)
-    data = _table(source, recipe, "data")
-    _check_known(source, "[data]", data, _DATA_KEYS)
+    check_known(Table(source, None, assignments), recipe, _TOP_LEVEL_KEYS)
+    tables = {name: _table(source, recipe, name) for name in ("data", "model", "training", "smoke")}
+    check_known(Table(source, "data", assignments), tables["data"], _DATA_KEYS)
     for key in ("dataset", "tag_type"):
-        if key not in data:
+        if key not in tables["data"]:
             raise RecipeError(f"{source}: [data] needs {key!r}")
-    model = _checked_settings(source, "[model]", _table(source, recipe, "model"), _MODEL_DEFAULTS)
-    training = _checked_settings(source, "[training]", _table(source, recipe, "training"), _TRAINING_DEFAULTS)
+    model = check_settings(TaggerConfig, Table(source, "model", assignments), tables["model"], ("tag_type",))
+    training = check_settings(
+        TrainingConfig, Table(source, "training", assignments), tables["training"], _NOT_IN_RECIPES
+    )
     try:
-        TrainingConfig(**{k: v for k, v in training.items() if k in TrainingConfig.__dataclass_fields__})
+        TrainingConfig(**training)
     except (TypeError, ValueError) as error:
         raise RecipeError(f"{source}: [training] {error}") from error
-    embeddings = _check_embeddings(source, recipe.get("embeddings"), smoke)
-    smoke_table = _table(source, recipe, "smoke")
-    _check_known(source, "[smoke]", smoke_table, set(SmokeSettings.__dataclass_fields__))
+    smoke_settings = check_settings(SmokeSettings, Table(source, "smoke", assignments), tables["smoke"])
     name = str(recipe.get("name", source.stem))
     output_dir = Path(recipe.get("output_dir", Path("out") / name))
     return TaggerRecipe(
         source=source,
         name=name,
         output_dir=output_dir / "smoke" if smoke else output_dir,
-        data=data,
-        embeddings=embeddings,
+        data=tables["data"],
+        embeddings=_check_embeddings(source, recipe.get("embeddings"), smoke, assignments),
         model=model,
         training=training,
-        smoke=SmokeSettings(**smoke_table) if smoke else None,
+        smoke=SmokeSettings(**smoke_settings) if smoke else None,
         overrides=tuple(overrides),
     )
 
@@ -225,32 +172,6 @@ def _table(source: Path, recipe: dict[str, Any], name: str) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise RecipeError(f"{source}: {name} must be a table ([{name}]), got {table!r}")
     return table
-
-
-def _check_known(source: Path, where: str, table: dict[str, Any], known: set[str]) -> None:
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise RecipeError(
-            f"{source}: {where} has no setting {unknown[0]!r}; known: {', '.join(sorted(known))}"
-        )
-
-
-def _checked_settings(
-    source: Path, where: str, table: dict[str, Any], defaults: dict[str, Any]
-) -> dict[str, Any]:
-    """``table`` if every key is known and every value has the type of its default (ints pass for floats)."""
-    _check_known(source, where, table, set(defaults))
-    for key, value in table.items():
-        default = defaults[key]
-        if value is None or default is None:
-            continue
-        expected: tuple[type, ...] = (int, float) if isinstance(default, float) else (type(default),)
-        if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, expected):
-            raise RecipeError(
-                f"{source}: {where} {key} = {value!r} should be a {type(default).__name__} "
-                f"(default {default!r})"
-            )
-    return dict(table)
 
 
 def train_tagger(recipe: TaggerRecipe, progress: bool = True) -> TrainingResult:
@@ -270,7 +191,7 @@ def train_tagger(recipe: TaggerRecipe, progress: bool = True) -> TrainingResult:
         raise RecipeError(f"{recipe.source}: [data] tag_scheme = {scheme!r}: {error}") from error
     model = {**recipe.model, **({"hidden_size": recipe.smoke.hidden_size} if recipe.smoke else {})}
     training = {**recipe.training, **({"max_epochs": recipe.smoke.max_epochs} if recipe.smoke else {})}
-    seed = training.get("seed", _TRAINING_DEFAULTS["seed"])
+    seed = training.get("seed", field_defaults(TrainingConfig)["seed"])
     # The trainer seeds shuffling and dropout; the initial weights are drawn here, from the same seed.
     with _seeded(seed):
         built = [
@@ -315,7 +236,9 @@ def load_corpus(recipe: TaggerRecipe) -> Corpus:
     return corpus
 
 
-def _check_embeddings(source: Path, embeddings: object, smoke: bool) -> list[dict[str, Any]]:
+def _check_embeddings(
+    source: Path, embeddings: object, smoke: bool, overrides: tuple[Override, ...]
+) -> list[dict[str, Any]]:
     """The ``[[embeddings]]`` entries, checked before any data is read: kinds, options, files."""
     if not isinstance(embeddings, list) or not embeddings or not all(isinstance(e, dict) for e in embeddings):
         raise RecipeError(f"{source}: needs at least one [[embeddings]] table")
@@ -324,7 +247,8 @@ def _check_embeddings(source: Path, embeddings: object, smoke: bool) -> list[dic
         if kind not in ("charlm", "words") or not entry.get("path"):
             raise RecipeError(f"{source}: {where} needs type = 'charlm' or 'words' and a path")
         known = _CHARLM_OPTIONS | {"direction"} if kind == "charlm" else _WORDS_OPTIONS
-        _check_known(source, where, {k: v for k, v in entry.items() if k not in ("type", "path")}, known)
+        options = {k: v for k, v in entry.items() if k not in ("type", "path")}
+        check_known(Table(source, "embeddings", overrides), options, known)
         if not smoke and not _embedding_file_exists(entry):
             hint = (
                 "train it first (embedcache train recipes/charlm.toml)"
@@ -445,3 +369,24 @@ def _record_scores(output_dir: Path, result: TrainingResult) -> None:
             with AtomicFile(card_path) as out:
                 out.stream.write(json.dumps({**card, "scores": scores}, ensure_ascii=False, indent=1))
                 out.commit()
+
+
+def settings_reference() -> str:
+    """Every setting of every recipe table, with default and type, from the configurations themselves.
+
+    ``recipes/README.md`` ("Settings") holds this text; a test keeps the two the same.
+    """
+    tables = [
+        ("Tagger `[training]` (`embedcache.training.TrainingConfig`)", TrainingConfig, _NOT_IN_RECIPES),
+        ("Tagger `[model]` (`embedcache.models.tagger.TaggerConfig`)", TaggerConfig, ("tag_type",)),
+        ("Tagger `[smoke]` (`embedcache.recipes.SmokeSettings`)", SmokeSettings, ()),
+        ("Char-LM recipes (`embedcache.training.char_lm.CharLMConfig`)", CharLMConfig, DERIVED_FIELDS),
+        ("Char-LM recipes, the recipe's own keys (`CharLMRecipeSettings`)", CharLMRecipeSettings, ()),
+        ("Word vectors, one `--option` each (`embedcache.embeddings.train_words.WordVectorConfig`)",
+         WordVectorConfig, ()),
+    ]  # fmt: skip
+    blocks = [
+        f"{title}:\n\n```toml\n" + "\n".join(settings_lines(config, exclude)) + "\n```"
+        for title, config, exclude in tables
+    ]
+    return "\n\n".join(blocks) + "\n"

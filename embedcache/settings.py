@@ -16,6 +16,11 @@ once per batch. The default, ``"gpu"``, is the safe one: it always yields owning
 that keeps them without setting a mode (e.g. Flair's ``ModelTrainer`` without the embedcache plugin) never
 retains whole LM states.
 
+Two neighbouring concepts have their own names: where an embedding cache keeps its bytes is its
+*placement* (:data:`embedcache.cache.placement.Placement`: ``gpu``, ``cpu``, ``disk``), and the trainer's
+``storage_mode`` (:data:`embedcache.training.config.TrainingStorage`) is ``none`` or such a placement; the
+trainer sets this module's mode from it (:func:`embedcache.training.config.gather_mode`).
+
 Example:
     >>> import embedcache as ec
     >>> with ec.storage_mode("none"):

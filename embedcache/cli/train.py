@@ -21,7 +21,11 @@ training.log. --smoke (same as --set smoke=true) trains on a few sentences for o
 OUTPUT_DIR/smoke, with small random LMs and word vectors standing in for files that are missing.
 --set takes dotted keys into the recipe's tables: data.root=..., model.hidden_size=64,
 training.learning_rate=0.05, embeddings.0.path=...; values are read as TOML, else as text,
-and null unsets a value (training.clip=null).
+and none (or null) unsets a value (training.clip=none). The settings of each table are the fields of
+its configuration (misspelt keys are named with the nearest valid one):
+  [training]  embedcache.training.TrainingConfig   [model]  embedcache.models.tagger.TaggerConfig
+  char LMs    embedcache.training.char_lm.CharLMConfig (+ text, out_dir, threads, name)
+All of them, with defaults and types: recipes/README.md ("Settings").
 """
 
 
@@ -56,12 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from embedcache.cache import CorruptCacheError
     from embedcache.cache.budget import OverBudgetError
-    from embedcache.recipes import load_tagger_recipe, read_recipe, recipe_kind, train_tagger
+    from embedcache.config_fields import read_toml
+    from embedcache.recipes import load_tagger_recipe, recipe_kind, train_tagger
     from embedcache.training.checkpoint import CheckpointError
     from embedcache.training.distributed import is_main_process, launched_by_torchrun, torchrun_command
 
     progress = show_progress(args.quiet, args.progress)
-    if recipe_kind(read_recipe(args.recipe), args.recipe) == "charlm":
+    if recipe_kind(read_toml(args.recipe), args.recipe) == "charlm":
         if args.nproc is not None:
             raise BadInput(f"{args.recipe}: --nproc trains taggers only; character LMs train in one process")
         return _train_char_lms(args, progress)
@@ -98,19 +103,14 @@ def _rank_arguments(args: argparse.Namespace) -> list[str]:
 
 
 def _train_char_lms(args: argparse.Namespace, progress: bool) -> int:
-    from embedcache.training import language_model  # only LM recipes need the LM trainer
+    from embedcache.training import char_lm_recipe  # only LM recipes need the LM trainer
 
-    malformed = [item for item in args.overrides if "=" not in item]
-    if malformed:
-        raise BadInput(f"--set {malformed[0]}: expected KEY=VALUE")
-    overrides = dict(item.split("=", 1) for item in args.overrides)
-    if args.smoke:
-        overrides["smoke"] = "true"
+    overrides = [*args.overrides, *(["smoke=true"] if args.smoke else [])]
     try:
-        language_model.recipe_configs(args.recipe, overrides)  # recipe errors are bad input, not crashes
+        char_lm_recipe.recipe_configs(args.recipe, overrides)  # recipe errors are bad input, not crashes
     except (FileNotFoundError, ValueError) as error:
         raise BadInput(error) from error
-    for direction, result in language_model.train_from_recipe(args.recipe, overrides, progress).items():
+    for direction, result in char_lm_recipe.train_from_recipe(args.recipe, overrides, progress).items():
         print(
             f"{direction} LM: {result.validation_bits_per_char:.3f} bits/char on validation; "
             f"{result.out_path}.{{safetensors,json,pt}}"

@@ -5,7 +5,7 @@ from embedcache.lazy_imports import lazy_exports
 _EXPORTS = {
     "Scores": ".evaluation",
     "Trainer": ".trainer",
-    "TrainingConfig": ".trainer",
+    "TrainingConfig": ".config",
     "TrainingResult": ".trainer",
     "evaluate_tags": ".evaluation",
 }

@@ -6,7 +6,7 @@ lengths — so the training loop does not care which storage mode is in force.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
 import torch
@@ -22,6 +22,10 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 class BatchSource(Protocol):
     def batch(self, sentence_ids: Sequence[int]) -> Batch: ...
 
+    def batches(self, id_lists: Iterable[Sequence[int]], prefetch: bool = True) -> Iterator[Batch]:
+        """:meth:`batch` for each list of ids; a cache assembles the next one while this one is used."""
+        ...
+
 
 class LiveEmbeddings:
     """Runs the embedders for every batch (``none`` storage, or embeddings that are fine-tuned)."""
@@ -33,6 +37,10 @@ class LiveEmbeddings:
     def batch(self, sentence_ids: Sequence[int]) -> Batch:
         chosen = [self.sentences[i] for i in sentence_ids]
         return self.tagger.embed([s.tokens for s in chosen], [s.whitespace_after for s in chosen])
+
+    def batches(self, id_lists: Iterable[Sequence[int]], prefetch: bool = True) -> Iterator[Batch]:
+        """One batch after the other: the LMs run in this thread, nothing to prefetch."""
+        return (self.batch(ids) for ids in id_lists)
 
 
 class GoldTags:

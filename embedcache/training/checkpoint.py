@@ -1,7 +1,9 @@
 """The per-epoch training checkpoint: written atomically, read with ``torch.load(weights_only=True)``.
 
-It holds only tensors and plain Python values (model and optimiser state, the scheduler's numbers, random
-generator states, the score history), so the safe loader reads it without any allow-list.
+It holds only tensors and plain Python values (model and optimiser state, the scheduler's numbers, the score
+history), so the safe loader reads it without any allow-list. It holds no random generator state: every epoch
+reseeds its shuffling and dropout from the run's ``seed`` and the epoch's number
+(:func:`~embedcache.training.distributed.epoch_seeds`), so a resumed run draws what an unstopped one would.
 """
 
 from __future__ import annotations

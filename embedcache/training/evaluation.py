@@ -1,4 +1,5 @@
-"""Scores: span-level precision/recall/F1 with seqeval for BIO/BIOES tasks, accuracy for plain tags.
+"""Scores: span-level precision/recall/F1 with seqeval for BIO/BIOES tasks, accuracy for plain tags; and
+the decoding of a split that produces the tags to score.
 
 Plain tags (UPOS) also get per-tag precision/recall/F1 and their most frequent confusions, which say
 where a tagger goes wrong better than one accuracy figure does.
@@ -10,9 +11,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+import torch
 from seqeval.metrics import classification_report
 
+from embedcache.data.sentence import TaggedSentence
 from embedcache.models.labels import Scheme, convert_scheme
+from embedcache.models.tagger import SequenceTagger
+from embedcache.training.batches import BatchSource, length_sorted_batches
 
 
 @dataclass
@@ -115,3 +120,20 @@ def top_confusions(pairs: Counter[tuple[str, str]], n: int) -> list[dict[str, ob
         ((-count, gold, predicted) for (gold, predicted), count in pairs.items() if gold != predicted)
     )
     return [{"gold": gold, "predicted": predicted, "count": -count} for count, gold, predicted in errors[:n]]
+
+
+def evaluate_tagger(
+    tagger: SequenceTagger, sentences: Sequence[TaggedSentence], source: BatchSource, batch_size: int
+) -> Scores:
+    """Decode ``sentences`` (embedded by ``source``) with ``tagger``; score them against their gold tags."""
+    was_training = tagger.training
+    tagger.eval()
+    predicted: list[list[str]] = [[] for _ in sentences]
+    order = list(length_sorted_batches(sentences, batch_size))
+    with torch.no_grad():
+        for ids, (padded, lengths) in zip(order, source.batches(order), strict=True):
+            tag_ids, _ = tagger.decode(padded, lengths)  # (B, T)
+            for row, index in enumerate(ids):
+                predicted[index] = tagger.tags.decode(tag_ids[row, : len(sentences[index])].tolist())
+    tagger.train(was_training)
+    return evaluate_tags([s.tags or [] for s in sentences], predicted, tagger.tags.scheme)

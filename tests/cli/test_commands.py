@@ -65,8 +65,8 @@ def test_train_dispatches_a_charlm_recipe_to_the_lm_trainer(cli: RunCli, tmp_pat
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--set", "training.epochs=3"], "[training] has no setting 'epochs'; known: "),
-        (["--set", "training.max_epochs=three"], "[training] max_epochs = 'three' should be a int"),
+        (["--set", "training.epochs=3"], "[training] unknown key 'epochs'; did you mean 'max_epochs'?"),
+        (["--set", "training.max_epochs=three"], "[training] max_epochs = 'three' should be an int"),
         (["--set", "nonsense"], "--set nonsense: expected KEY=VALUE"),
         ([], "embeddings[0]: out/charlm/forward not found; train it first"),
         (["--set", "training.memory_budget_bytes=-5"],

@@ -285,3 +285,31 @@ def test_a_memory_budget_that_is_no_number_of_bytes_is_refused(budget):
         ValueError, match="memory_budget_bytes must be a non-negative int of bytes or unset, got"
     ):
         TrainingConfig(memory_budget_bytes=budget)
+
+
+def test_every_setting_reaches_the_run_and_training_json_lists_every_field(wnut, tmp_path):
+    small = wnut.subset(10, 3)
+    config = TrainingConfig(storage_mode="cpu", max_epochs=1, progress=False, weight_decay=0.25)
+    seen = {}
+    original = _Run._run_epoch
+
+    def spy(run, *args):
+        seen["weight_decay"] = run.optimizer.param_groups[0]["weight_decay"]
+        seen["eval_batch_size"] = run.config.eval_batch_size
+        original(run, *args)
+
+    _Run._run_epoch = spy
+    try:
+        # A whole config, and keywords that replace some of its fields.
+        Trainer(tiny_tagger(small), small).train(
+            tmp_path, config, eval_batch_size=7, cache_dir=tmp_path / "c"
+        )
+    finally:
+        _Run._run_epoch = original
+    assert seen == {"weight_decay": 0.25, "eval_batch_size": 7}
+    recorded = json.loads((tmp_path / "training.json").read_text())
+    assert list(recorded) == list(TrainingConfig.__dataclass_fields__)
+    assert (recorded["weight_decay"], recorded["eval_batch_size"]) == (0.25, 7)
+    assert recorded["cache_dir"] == str(tmp_path / "c")  # a Path, kept as text
+    with pytest.raises(TypeError, match="weight_decy"):
+        Trainer(tiny_tagger(small), small).train(tmp_path, weight_decy=0.1)

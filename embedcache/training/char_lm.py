@@ -1,10 +1,8 @@
 """Training small forward and backward character language models on the CPU, as Flair does.
 
-The corpus is read once: every non-empty line followed by the document delimiter ``"\\n"`` (Flair's
-``TextDataset``), converted to character ids with one vectorised lookup. A backward LM reads the whole text
-reversed. The ids are split batch-major: column ``b`` of the ``(T, B)`` tensor is the ``b``-th contiguous
-``1/B`` of the corpus, so consecutive ``sequence_length`` chunks of a column continue each other and the
-detached hidden state is carried from one chunk to the next (truncated backpropagation through time).
+The corpus is read once into ``(T, B)`` character ids (:mod:`embedcache.training.char_lm_corpus`); consecutive
+``sequence_length`` chunks of a column continue each other, and the detached hidden state is carried from one
+chunk to the next (truncated backpropagation through time).
 
 The LM is written twice, atomically: embedcache's ``.safetensors`` + ``.json``
 (:func:`~embedcache.embeddings.language_model.save_language_model`) and Flair's ``.pt``
@@ -12,27 +10,22 @@ The LM is written twice, atomically: embedcache's ``.safetensors`` + ``.json``
 ``<name>-training.json`` beside them records the configuration and the validation bits per character. The
 files are also written at every evaluation, so a run that is stopped early leaves its latest model behind.
 
-Example:
-    python -m embedcache.training.language_model recipes/charlm.toml direction=forward smoke=true
+Recipes (:mod:`embedcache.training.char_lm_recipe`) build the :class:`CharLMConfig` of each direction.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import os
-import re
 import shutil
-import sys
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_type_hints
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -40,18 +33,17 @@ from flair.data import Dictionary
 from flair.models import LanguageModel
 from tqdm.auto import tqdm
 
-from embedcache.data.datasets import data_root
-from embedcache.embeddings.chars import CharIndex
 from embedcache.embeddings.language_model import save_language_model
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+from embedcache.training.char_lm_corpus import (
+    DOCUMENT_DELIMITER,
+    batchify,
+    build_char_dictionary,
+    corpus_ids,
+    read_lines,
+    read_text_lines,
+)
 
 log = logging.getLogger(__name__)
-
-DOCUMENT_DELIMITER = "\n"
 
 
 @dataclass(frozen=True)
@@ -119,60 +111,6 @@ class CharLMResult:
     @property
     def validation_perplexity(self) -> float:
         return 2.0**self.validation_bits_per_char
-
-
-def build_char_dictionary(text_lines: Iterable[str], min_count: int = 10) -> Dictionary:
-    """A Flair character dictionary: ``<unk>`` (id 0), ``" "``, ``"\\n"``, then characters by frequency.
-
-    Characters seen fewer than ``min_count`` times are left out (they read as ``<unk>``); ties in frequency
-    are broken by code point, so the same text always gives the same ids.
-    """
-    counts: Counter[str] = Counter()
-    for line in text_lines:
-        counts.update(line)
-    dictionary = Dictionary(add_unk=True)
-    for character in (" ", DOCUMENT_DELIMITER):
-        dictionary.add_item(character)
-    for character, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
-        if count >= min_count:
-            dictionary.add_item(character)  # " " and "\n" again are no-ops
-    return dictionary
-
-
-def read_lines(text_path: str | Path, max_lines: int | None = None) -> list[str]:
-    """The non-empty lines of a UTF-8 file (Flair skips empty documents too), at most ``max_lines``."""
-    lines: list[str] = []
-    with Path(text_path).open(encoding="utf-8") as text:
-        for line in text:
-            if max_lines is not None and len(lines) >= max_lines:
-                break
-            line = line.rstrip("\n")
-            if line:
-                lines.append(line)
-    return lines
-
-
-def read_text_lines(path: str | Path) -> list[str]:
-    """The sentences of a CoNLL-U file (its ``# text =`` comments), or the non-empty lines of a text file."""
-    if Path(path).suffix != ".conllu":
-        return read_lines(path)
-    prefix = "# text = "
-    with Path(path).open(encoding="utf-8") as conllu:
-        return [line[len(prefix) :].rstrip("\n") for line in conllu if line.startswith(prefix)]
-
-
-def corpus_ids(lines: Sequence[str], dictionary: Dictionary, is_forward: bool) -> torch.Tensor:
-    """``(n_chars,)`` int64 ids of the lines, each ended by the delimiter; reversed for a backward LM."""
-    text = "".join(line + DOCUMENT_DELIMITER for line in lines)
-    return torch.from_numpy(CharIndex(dictionary).ids_of(text if is_forward else text[::-1]))
-
-
-def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """``(T, batch_size)``: column ``b`` is the ``b``-th contiguous slice of ``ids``; the remainder is cut."""
-    steps = ids.numel() // batch_size
-    if steps < 2:
-        raise ValueError(f"{ids.numel()} characters are too few for batch_size={batch_size}")
-    return ids[: steps * batch_size].view(batch_size, steps).t().contiguous()  # (T, B)
 
 
 @torch.no_grad()
@@ -252,7 +190,7 @@ def _optimizer(lm: LanguageModel, config: CharLMConfig) -> torch.optim.Optimizer
 def _train_steps(
     lm: LanguageModel, optimizer: torch.optim.Optimizer, train_data: torch.Tensor,
     validation_data: torch.Tensor, config: CharLMConfig, state: TrainingState, progress: bool,
-    on_evaluation: Callable[[TrainingState, float], None],
+    on_evaluation: Callable[[TrainingState, float], object],
 ) -> None:  # fmt: skip
     """Optimiser steps over ``(T, B)`` ids from ``state`` until the end condition, updating ``state``.
 
@@ -428,200 +366,3 @@ def save_trained_lm(result: CharLMResult, config: CharLMConfig, state: dict[str,
         for path in staged_files:
             os.replace(path, out.parent / path.name)
         os.replace(staged.with_suffix(".json"), out.with_suffix(".json"))
-
-
-def train_char_lm(
-    text_path: str | Path,
-    *,
-    is_forward: bool,
-    out_path: str | Path,
-    hidden_size: int = 256,
-    nlayers: int = 1,
-    embedding_size: int = 100,
-    sequence_length: int = 250,
-    batch_size: int = 64,
-    max_steps: int | None = None,
-    time_budget_s: float | None = None,
-    learning_rate: float = 2e-3,
-    optimizer: Literal["adam", "sgd"] = "adam",
-    seed: int = 0,
-    max_lines: int | None = None,
-    progress: bool = True,
-) -> LanguageModel:
-    """Train a forward or backward character LM on a text file and write it to ``out_path`` (no suffix).
-
-    Writes ``out_path.safetensors`` + ``out_path.json`` (load with ``load_language_model``), Flair's
-    ``out_path.pt`` and ``out_path-training.json``. Other settings: :class:`CharLMConfig` and
-    :func:`fit_char_lm`.
-
-    Example:
-        >>> train_char_lm("posts.txt", is_forward=False, out_path="out/bwd", max_steps=2000)  # doctest: +SKIP
-    """
-    config = CharLMConfig(
-        text_path=str(text_path), out_path=str(out_path), is_forward=is_forward, hidden_size=hidden_size,
-        nlayers=nlayers, embedding_size=embedding_size, sequence_length=sequence_length,
-        batch_size=batch_size, max_steps=max_steps, time_budget_s=time_budget_s,
-        learning_rate=learning_rate, optimizer=optimizer, seed=seed, max_lines=max_lines,
-    )  # fmt: skip
-    return fit_char_lm(config, progress=progress).lm
-
-
-# --- recipes -------------------------------------------------------------------------------------------
-
-DIRECTIONS = ("forward", "backward")
-_RECIPE_ONLY_KEYS = {"text": str, "out_dir": str, "threads": int, "name": str}
-_SMOKE = {"max_lines": 2000, "max_steps": 30, "time_budget_s": None, "hidden_size": 32,
-          "embedding_size": 16, "sequence_length": 50, "batch_size": 16, "eval_every_steps": 10}  # fmt: skip
-_CONFIG_TYPES = get_type_hints(CharLMConfig)
-_TRAINING_KEYS = {f.name for f in fields(CharLMConfig)} - {"text_path", "out_path", "is_forward"}
-
-
-def _key_location(path: Path, key: str, section: str | None) -> str:
-    """``file:line`` of the assignment to ``key`` in ``[section]`` (``None``: top level) of a TOML file."""
-    current, pattern = None, re.compile(rf"^\s*{re.escape(key)}\s*=")
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        header = re.match(r"^\s*\[\s*([^\]]+?)\s*\]", line)
-        if header:
-            current = header.group(1)
-        elif current == section and pattern.match(line):
-            return f"{path}:{number}"
-    return str(path)
-
-
-def _checked(key: str, value: Any, where: str) -> Any:
-    """``value`` if it fits ``key``'s type (ints are accepted for floats), else a ValueError naming both."""
-    if key in _RECIPE_ONLY_KEYS:
-        expected: Any = _RECIPE_ONLY_KEYS[key]
-    elif key in _TRAINING_KEYS:
-        expected = _CONFIG_TYPES[key]
-    else:
-        known = ", ".join(sorted(_TRAINING_KEYS | set(_RECIPE_ONLY_KEYS)))
-        raise ValueError(f"{where}: unknown key {key!r}; known keys: {known}")
-    if getattr(expected, "__origin__", None) is tuple:  # a TOML array of strings
-        if isinstance(value, list) and all(isinstance(item, str) for item in value):
-            return tuple(value)
-        raise ValueError(f"{where}: {key} = {value!r} is not a list of strings")
-    options = get_args(expected) or (expected,)
-    if value is None and type(None) in options:
-        return None
-    if getattr(expected, "__origin__", None) is Literal:
-        if value in options:
-            return value
-    elif float in options and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    elif any(isinstance(value, t) and not (t is int and isinstance(value, bool)) for t in options):
-        return value
-    raise ValueError(f"{where}: {key} = {value!r} is not of type {expected}")
-
-
-def _parse_value(raw: str) -> Any:
-    """A command-line value read as TOML (``30``, ``true``, ``2e-3``, ``"x"``); ``none`` unsets."""
-    if raw.strip().lower() in ("none", "null"):
-        return None
-    try:
-        return tomllib.loads(f"value = {raw}")["value"]
-    except tomllib.TOMLDecodeError:
-        return raw  # a bare string such as a path
-
-
-def recipe_configs(
-    path: str | Path, overrides: dict[str, str] | None = None
-) -> tuple[list[CharLMConfig], int]:
-    """The LM configurations a recipe asks for, and its ``threads``, after ``key=value`` overrides.
-
-    Top-level keys apply to every direction; a ``[forward]`` or ``[backward]`` table holds the settings of
-    one direction, and its presence asks for that direction. ``text`` is relative to ``$EMBEDCACHE_DATA``.
-    Overrides take ``key`` or ``forward.key``; ``direction=forward`` trains one direction; ``smoke=true``
-    makes a tiny run (2,000 lines, 30 steps, hidden 32) under ``<out_dir>/smoke``.
-    """
-    path = Path(path)
-    try:
-        recipe = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"{path}: invalid TOML: {error}") from error
-    sections = {d: recipe.pop(d) for d in DIRECTIONS if isinstance(recipe.get(d), dict)}
-    shared = {k: _checked(k, v, f"{_key_location(path, k, None)} (top level)") for k, v in recipe.items()}
-    per_direction = {
-        d: {k: _checked(k, v, f"{_key_location(path, k, d)} [{d}]") for k, v in section.items()}
-        for d, section in sections.items()
-    }
-    overrides = dict(overrides or {})
-    smoke = _parse_value(overrides.pop("smoke", "false"))
-    if not isinstance(smoke, bool):
-        raise ValueError(f"override smoke={smoke} for {path}: expected smoke=true or smoke=false")
-    wanted = overrides.pop("direction", None)
-    if wanted is not None and wanted not in per_direction:
-        raise ValueError(f"{path}: direction={wanted!r}, but the recipe has [{'], ['.join(per_direction)}]")
-    # The smoke settings first, so that explicit overrides still win over them.
-    assignments = [(key, value, "smoke=true") for key, value in _SMOKE.items()] if smoke else []
-    assignments += [
-        (item, _parse_value(raw), f"override {item}={raw} for {path}") for item, raw in overrides.items()
-    ]
-    for item, value, where in assignments:
-        direction, _, key = item.rpartition(".")
-        if direction and direction not in per_direction:
-            raise ValueError(f"{where}: no [{direction}] table in the recipe")
-        value = _checked(key, value, where)
-        for target in [per_direction[direction]] if direction else [shared, *per_direction.values()]:
-            target[key] = value
-
-    configs = []
-    for direction in [wanted] if wanted else list(per_direction):
-        settings = {**shared, **per_direction[direction]}
-        if "text" not in settings:
-            raise ValueError(f"{path}: no 'text' (the training text, relative to $EMBEDCACHE_DATA)")
-        out_dir, name = Path(settings.pop("out_dir", "out/charlm")), settings.pop("name", direction)
-        text = Path(settings.pop("text"))
-        settings.pop("threads", None)
-        extra = [Path(p) for p in settings.pop("extra_texts", ())]
-        settings["extra_texts"] = tuple(str(p if p.is_absolute() else data_root() / p) for p in extra)
-        try:
-            config = CharLMConfig(
-                text_path=str(text if text.is_absolute() else data_root() / text),
-                out_path=str(out_dir / "smoke" / name if smoke else out_dir / name),
-                is_forward=direction == "forward",
-                **settings,
-            )
-        except ValueError as error:
-            raise ValueError(f"{path} [{direction}]: {error}") from error
-        configs.append(config)
-    if not configs:
-        raise ValueError(f"{path}: no [forward] or [backward] table: nothing to train")
-    if len({c.out_path for c in configs}) < len(configs):
-        raise ValueError(
-            f"{path}: both directions would write {configs[0].out_path}; give them different names"
-        )
-    return configs, int(shared.get("threads", 1))
-
-
-def train_from_recipe(
-    path: str | Path, overrides: dict[str, str] | None = None, progress: bool = True
-) -> dict[str, CharLMResult]:
-    """Train every LM of a recipe (see :func:`recipe_configs`), one after the other; results by direction."""
-    configs, threads = recipe_configs(path, overrides)
-    torch.set_num_threads(threads)
-    return {("forward" if c.is_forward else "backward"): fit_char_lm(c, progress) for c in configs}
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m embedcache.training.language_model", description="Train character LMs from a recipe."
-    )
-    parser.add_argument("recipe", type=Path, help="e.g. recipes/charlm.toml")
-    parser.add_argument("overrides", nargs="*", help="key=value, forward.key=value, direction=, smoke=true")
-    args = parser.parse_args(argv)
-    malformed = [item for item in args.overrides if "=" not in item]
-    if malformed:
-        parser.error(f"overrides must be key=value, got {', '.join(malformed)}")
-    try:  # a bad recipe is a usage error: a message, not a traceback
-        configs, threads = recipe_configs(args.recipe, dict(item.split("=", 1) for item in args.overrides))
-    except (OSError, ValueError) as error:
-        parser.error(str(error))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(threads)
-    for config in configs:
-        fit_char_lm(config)
-
-
-if __name__ == "__main__":
-    main()
