@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import torch
 
 from bench.harness import Timing
-from bench.inputs import BATCH_SIZE
+from bench.lms import describe
 from bench.report import SuiteResult, Table, format_ratio, format_seconds, quick_run_note
+from bench.specs import BATCH_SIZE
 
 PLACEMENTS = ("gpu", "cpu", "disk")
 DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
@@ -17,9 +18,9 @@ FLAIR = "flair_cpu"
 DESCRIPTION = f"""\
 Time to assemble every mini-batch of one epoch of WNUT-17 train (`wnut17/train.conll`, 3,394 sentences;
 {BATCH_SIZE} sentences a batch, shuffled once with seed 0, the same batches for every case) once the token
-vectors are stored. The vectors are those of the trained forward char LM `out/charlm/forward` (hidden 256).
+vectors are stored. The vectors are those of the forward LM of {describe("random")}.
 
-- **Flair 0.15.1, storage `cpu`**: sentences embedded with `FlairEmbeddings("out/charlm/forward.pt")` and
+- **Flair 0.15.1, storage `cpu`**: sentences embedded with `FlairEmbeddings("LMS/forward.pt")` and
   kept by `store_embeddings(batch, "cpu")`, as its `ModelTrainer` does; a batch is
   `SequenceTagger._make_padded_tensor_for_batch(sentences)`, which concatenates every token's stored
   embedding and the padding into a `(batch, tokens, D)` tensor.
@@ -45,6 +46,14 @@ def case_name(placement: str, dtype: torch.dtype) -> str:
 
 def verify_case_name(dtype: torch.dtype) -> str:
     return f"verify_{DTYPE_NAMES[dtype]}"
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """The leading WNUT-17 train sentences whose epoch is assembled (``None``: all)."""
+
+    sentences: int | None
+    quick: bool
 
 
 @dataclass(frozen=True)
@@ -143,8 +152,10 @@ def bytes_table(run: CacheRun) -> Table:
     return Table("Bytes held for the epoch's vectors", ["store", "bytes", "Flair ÷ store"], rows)
 
 
-def suite_result(run: CacheRun, quick: bool) -> SuiteResult:
-    description = DESCRIPTION + quick_run_note(quick, "a smoke test on the first 100 sentences")
+def render(plan: CachePlan, run: CacheRun) -> SuiteResult:
+    description = DESCRIPTION + quick_run_note(
+        plan.quick, f"a smoke test on the first {plan.sentences} sentences"
+    )
     data = {
         "sentences": run.sentences,
         "tokens": run.tokens,
