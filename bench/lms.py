@@ -52,7 +52,8 @@ class CharLMFiles:
 def describe(weights: LMWeights, spec: CharLMSpec = RECIPE_LM) -> str:
     """A Markdown phrase for a suite's record: which LMs it ran, and where they came from."""
     both = (
-        "written for both libraries by `bench.lms` (Flair reads `.pt` files, embedcache the safetensors of "
+        "written by `bench.lms` into a temporary folder `LMS` for both libraries (Flair reads "
+        "`LMS/forward.pt`, embedcache `LMS/forward.safetensors` + `.json`, and so for `backward`: "
     )
     if weights == "bundled":
         return (

@@ -18,7 +18,7 @@ FLAIR = "flair_cpu"
 DESCRIPTION = f"""\
 Time to assemble every mini-batch of one epoch of WNUT-17 train (`wnut17/train.conll`, 3,394 sentences;
 {BATCH_SIZE} sentences a batch, shuffled once with seed 0, the same batches for every case) once the token
-vectors are stored. The vectors are those of the forward LM of {describe("random")}.
+vectors are stored. The vectors are those of the forward LM of these: {describe("random")}.
 
 - **Flair 0.15.1, storage `cpu`**: sentences embedded with `FlairEmbeddings("LMS/forward.pt")` and
   kept by `store_embeddings(batch, "cpu")`, as its `ModelTrainer` does; a batch is
