@@ -106,6 +106,11 @@ def format_ratio(ratio: float) -> str:
     return f"{ratio:.2f}×" if ratio < 10 else f"{ratio:.1f}×"
 
 
+def format_ratios(median: float, minimum: float) -> str:
+    """A ratio of medians with the ratio of minimums beside it: ``1.42× (1.39×)``."""
+    return f"{format_ratio(median)} ({format_ratio(minimum)})"
+
+
 def render_table(table: Table) -> str:
     lines = [f"### {table.title}", "", "| " + " | ".join(table.columns) + " |"]
     lines.append("|" + "|".join("---" for _ in table.columns) + "|")

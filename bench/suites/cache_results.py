@@ -8,7 +8,7 @@ import torch
 
 from bench.harness import Timing
 from bench.lms import describe
-from bench.report import SuiteResult, Table, format_ratio, format_seconds, quick_run_note
+from bench.report import SuiteResult, Table, format_ratio, format_ratios, format_seconds, quick_run_note
 from bench.specs import BATCH_SIZE
 
 PLACEMENTS = ("gpu", "cpu", "disk")
@@ -76,10 +76,6 @@ class CacheRun:
         return getattr(disk, statistic) / getattr(cpu, statistic)
 
 
-def _both(median: float, minimum: float) -> str:
-    return f"{format_ratio(median)} ({format_ratio(minimum)})"
-
-
 def epoch_table(run: CacheRun) -> Table:
     flair = run.timings[FLAIR]
     rows = [
@@ -94,7 +90,7 @@ def epoch_table(run: CacheRun) -> Table:
                 f"embedcache `{placement}` {dtype_name}",
                 format_seconds(timing.median_s),
                 format_seconds(timing.min_s),
-                _both(run.speedup(name), run.speedup(name, "min_s")),
+                format_ratios(run.speedup(name), run.speedup(name, "min_s")),
             ]
         )
     notes = [
@@ -106,7 +102,7 @@ def epoch_table(run: CacheRun) -> Table:
 
 def disk_table(run: CacheRun) -> Table:
     rows = [
-        [dtype_name, _both(run.disk_over_cpu(dtype_name), run.disk_over_cpu(dtype_name, "min_s"))]
+        [dtype_name, format_ratios(run.disk_over_cpu(dtype_name), run.disk_over_cpu(dtype_name, "min_s"))]
         for dtype_name in DTYPE_NAMES.values()
     ]
     return Table(

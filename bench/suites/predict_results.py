@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.harness import Timing
 from bench.lms import describe
-from bench.report import SuiteResult, Table, format_ratio, format_seconds, quick_run_note
+from bench.report import SuiteResult, Table, format_ratio, format_ratios, format_seconds, quick_run_note
 from bench.specs import BATCH_SIZE, CALL_SENTENCES
 
 DESCRIPTION = f"""\
@@ -76,15 +76,14 @@ class PredictRun:
         return cli_input.sentences / seconds if seconds > 0 else None
 
 
-def _both(median: float, minimum: float) -> str:
-    return f"{format_ratio(median)} ({format_ratio(minimum)})"
-
-
 def headline_table(run: PredictRun) -> Table:
     conll = next(i for i in run.cli_inputs if i.name == "conll")
     in_process = run.sentences / run.timings["ec_predict"].median_s
     rows = [
-        ["predict sentences/s: embedcache ÷ Flair 0.15.1", _both(run.speedup(), run.speedup("min_s"))],
+        [
+            "predict sentences/s: embedcache ÷ Flair 0.15.1",
+            format_ratios(run.speedup(), run.speedup("min_s")),
+        ],
         ["`embedcache predict` on CoNLL, start-up included: sentences/s", f"{run.cli_rate(conll):,.1f}"],
         ["… ÷ in-process embedcache predict", format_ratio(run.cli_rate(conll) / in_process)],
         [
