@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         log.info(
             "suite %s on %s, %d repeats%s", name, device, config.repeats, " (quick)" if config.quick else ""
         )
-        result = recorded_per_device(SUITES[name](config), device.type)
+        result = recorded_per_device(SUITES[name].run(config), device.type)
         info = RunInfo(command_line(), env, load_average(), time.perf_counter() - started)
         json_path = args.out_json or REPO_ROOT / "bench" / "results" / f"{result.suite}.json"
         write_json(json_path, result, info)

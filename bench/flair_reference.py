@@ -1,4 +1,5 @@
-"""Flair 0.15.1 code replicated for timing where Flair has no function to call on its own.
+"""Flair 0.15.1 instrumented: its code replicated for timing where Flair has no function to call on its own,
+and a trainer plugin that times its epochs as embedcache's ``Trainer`` records them.
 
 Flair's extraction loop sits inside ``FlairEmbeddings._add_embeddings_internal``, after the LM call, so it
 cannot be timed on given states without copying it. The copy below keeps Flair's lines, names and attribute
@@ -7,9 +8,12 @@ reads, so its cost is Flair's.
 
 from __future__ import annotations
 
+import time
+
 import torch
 from flair.data import Sentence
 from flair.embeddings import FlairEmbeddings
+from flair.trainers.plugins.base import TrainerPlugin
 
 
 def flair_token_loop(
@@ -57,3 +61,20 @@ def flair_token_loop(
             if clone:
                 embedding = embedding.clone()
             token.set_embedding(embeddings.name, embedding)
+
+
+class EpochTimer(TrainerPlugin):
+    """Times Flair's epochs from their start to the end of their dev evaluation, like embedcache."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: list[float] = []
+        self.started = 0.0
+
+    @TrainerPlugin.hook
+    def before_training_epoch(self, **_: object) -> None:
+        self.started = time.perf_counter()
+
+    @TrainerPlugin.hook
+    def after_evaluation(self, **_: object) -> None:
+        self.seconds.append(time.perf_counter() - self.started)

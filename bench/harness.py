@@ -20,11 +20,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import import_module
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 import torch
 
+from bench.report import SuiteResult
+
 Item = TypeVar("Item")
+Plan = TypeVar("Plan")
+Measured = TypeVar("Measured")
+LMSource = Literal["random", "bundled"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,6 +54,38 @@ class BenchConfig:
     warmup: int = 1
     quick: bool = False
     baseline: Path | None = None
+
+
+@dataclass(frozen=True)
+class Suite(Generic[Plan, Measured]):
+    """A benchmark suite: three plain functions, run in turn by :meth:`run`.
+
+    Each suite is two modules: ``bench/suites/NAME_results.py`` holds its plan (what it runs: slices, sizes,
+    cases; ``--quick`` chooses the smallest), the dataclasses of what it measures and ``render``, which lays
+    them out as tables and needs neither torch nor Flair to run; ``bench/suites/NAME.py`` holds ``plan`` and
+    ``measure`` and declares ``SUITE = Suite(...)``. :data:`bench.suites.SUITES` registers every suite.
+
+    Attributes:
+        name: ``--suite NAME``; the suite's block in ``BENCHMARKS.md`` and ``bench/results/NAME.json``.
+        lms: where its character LMs come from, each source it uses: ``random`` (seeded random weights
+            created in the run, for figures that depend on sizes only) or ``bundled`` (the bundled model's
+            trained LMs, for figures that depend on the weights). Nothing is trained beforehand: a fresh clone
+            runs every suite.
+        plan: the runs to make, from the command line's options.
+        measure: makes the runs; returns the raw measurements (no formatting).
+        render: plan and measurements to the record's text and tables (no measuring).
+    """
+
+    name: str
+    lms: tuple[LMSource, ...]
+    plan: Callable[[BenchConfig], Plan]
+    measure: Callable[[Plan, BenchConfig], Measured]
+    render: Callable[[Plan, Measured], SuiteResult]
+
+    def run(self, config: BenchConfig) -> SuiteResult:
+        """Plan, measure and render: the suite's section of the record."""
+        plan = self.plan(config)
+        return self.render(plan, self.measure(plan, config))
 
 
 @dataclass(frozen=True)

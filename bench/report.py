@@ -31,7 +31,10 @@ across sections or machines. The 1-minute load average is printed because a shar
 
 Regenerate a suite from the repository root with `python -m bench --suite NAME` (`--help` for options;
 `--quick` is a smoke run on a small slice). Raw per-round timings go to `bench/results/NAME.json`
-(git-ignored)."""
+(git-ignored). No suite needs anything trained beforehand: where a figure depends on sizes only (time,
+bytes) the char LMs are random and seeded, of the size the section states; where it depends on the weights
+(F1, accuracy) they are the bundled model's trained LMs; each section says which it ran (sections recorded
+before this rule used LMs trained into `out/charlm`, the same ones the bundled model holds)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,11 @@ def format_seconds(seconds: float) -> str:
 
 def format_ratio(ratio: float) -> str:
     return f"{ratio:.2f}×" if ratio < 10 else f"{ratio:.1f}×"
+
+
+def format_ratios(median: float, minimum: float) -> str:
+    """A ratio of medians with the ratio of minimums beside it: ``1.42× (1.39×)``."""
+    return f"{format_ratio(median)} ({format_ratio(minimum)})"
 
 
 def render_table(table: Table) -> str:

@@ -1,14 +1,13 @@
-"""The registry of suites: name → function from a :class:`~bench.harness.BenchConfig` to a result.
+"""The registry of suites: name → :class:`~bench.harness.Suite`.
 
-To add a suite, write ``bench/suites/NAME.py`` with a ``run(config) -> SuiteResult`` function and add it here.
+Every suite is two modules: ``NAME_results.py`` (its plan, what it measures as plain dataclasses, and
+``render``: the tables of the record) and ``NAME.py`` (``plan``, ``measure`` and ``SUITE``). To add a suite,
+write both and add its ``SUITE`` here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from bench.harness import BenchConfig
-from bench.report import SuiteResult
+from bench.harness import Suite
 from bench.suites import (
     cache,
     convert,
@@ -24,17 +23,20 @@ from bench.suites import (
     train,
 )
 
-SUITES: dict[str, Callable[[BenchConfig], SuiteResult]] = {
-    "cache": cache.run,
-    "convert": convert.run,
-    "ddp": ddp.run,
-    "embed": embed.run,
-    "onnx": onnx.run,
-    "parity": parity.run,
-    "pipeline": pipeline.run,
-    "predict": predict.run,
-    "predict_nproc": predict_nproc.run,
-    "retained": retained.run,
-    "startup": startup.run,
-    "train": train.run,
+SUITES: dict[str, Suite] = {
+    suite.name: suite
+    for suite in (
+        cache.SUITE,
+        convert.SUITE,
+        ddp.SUITE,
+        embed.SUITE,
+        onnx.SUITE,
+        parity.SUITE,
+        pipeline.SUITE,
+        predict.SUITE,
+        predict_nproc.SUITE,
+        retained.SUITE,
+        startup.SUITE,
+        train.SUITE,
+    )
 }

@@ -5,8 +5,9 @@ vectors are stored: from an :class:`~embedcache.EmbeddingCache` in each placemen
 device, ``cpu``, ``disk``: a memory-mapped file, warm in the page cache after the warm-up round) and dtype,
 against Flair 0.15.1 with ``embeddings_storage_mode="cpu"``, whose ``SequenceTagger`` builds the padded tensor
 from every token's stored embedding (``_make_padded_tensor_for_batch``). Every case gets the same shuffled
-batches of 32 sentences; the vectors come from the trained forward char LM in ``out/charlm``. Issue #16 adds
-what verifying a persisted store's block checksums costs (once per store opened).
+batches of 32 sentences; the vectors come from a random forward char LM of the recipe's size
+(:func:`bench.lms.write_char_lms`: assembling batches depends on the store's shape, not on its values).
+Issue #16 adds what verifying a persisted store's block checksums costs (once per store opened).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from flair.data import Dictionary, Sentence
@@ -22,20 +24,19 @@ from flair.embeddings import FlairEmbeddings
 from flair.models import SequenceTagger as FlairSequenceTagger
 from flair.training_utils import store_embeddings
 
-from bench.harness import REPO_ROOT, BenchConfig, Case, time_cases
-from bench.inputs import BATCH_SIZE
-from bench.report import SuiteResult
-from bench.suites.cache_results import PLACEMENTS, CacheRun, case_name, suite_result, verify_case_name
+from bench.harness import BenchConfig, Case, Suite, time_cases
+from bench.lms import write_char_lms
+from bench.specs import BATCH_SIZE, WNUT17
+from bench.suites.cache_results import PLACEMENTS, CachePlan, CacheRun, case_name, render, verify_case_name
 from embedcache import CharLMEmbeddings, EmbeddingCache
 from embedcache.accounting import retained_nbytes, token_embeddings
 from embedcache.cache.integrity import BlockVerifier
 from embedcache.cache.persist import open_cache
-from embedcache.data.datasets import WNUT17
+from embedcache.data.datasets import WNUT17 as WNUT17Corpus
 from embedcache.training.batches import shuffled_batches
 
 log = logging.getLogger(__name__)
 
-LM_PATH = REPO_ROOT / "out" / "charlm" / "forward"
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 SHUFFLE_SEED = 0
 QUICK_SENTENCES = 100
@@ -107,16 +108,21 @@ def verification_cases(caches: dict[str, EmbeddingCache]) -> list[Case]:
     return cases
 
 
-def run(config: BenchConfig) -> SuiteResult:
-    train = WNUT17(config.data_dir / "wnut17").train[: QUICK_SENTENCES if config.quick else None]
+def plan(config: BenchConfig) -> CachePlan:
+    return CachePlan(QUICK_SENTENCES if config.quick else None, config.quick)
+
+
+def measure(plan: CachePlan, config: BenchConfig) -> CacheRun:
+    train = WNUT17Corpus(config.data_dir / WNUT17).train[: plan.sentences]
     batches = shuffled_batches(len(train), BATCH_SIZE, torch.Generator().manual_seed(SHUFFLE_SEED))
-    embeddings = CharLMEmbeddings(LM_PATH)
-    flair_embeddings = FlairEmbeddings(str(LM_PATH.with_suffix(".pt")))
-    tags = Dictionary(add_unk=False)
-    tags.add_item("O")  # the tagger is only asked for its padded batches; its tags do not matter
-    flair_tagger = FlairSequenceTagger(flair_embeddings, tags, "ner", hidden_size=8, use_crf=False)
-    started = time.perf_counter()
     with torch.no_grad(), tempfile.TemporaryDirectory(prefix="bench-cache-") as root:
+        lms = write_char_lms(Path(root) / "lms", "random")
+        embeddings = CharLMEmbeddings(lms.embedcache_path("forward"))
+        flair_embeddings = FlairEmbeddings(lms.flair_path("forward"))
+        tags = Dictionary(add_unk=False)
+        tags.add_item("O")  # the tagger is only asked for its padded batches; its tags do not matter
+        flair_tagger = FlairSequenceTagger(flair_embeddings, tags, "ner", hidden_size=8, use_crf=False)
+        started = time.perf_counter()
         flair_sentences = flair_sentences_with_cpu_storage([s.tokens for s in train], flair_embeddings)
         caches = build_caches(train, embeddings, root, config.device)
         log.info(
@@ -143,6 +149,7 @@ def run(config: BenchConfig) -> SuiteResult:
         cache_nbytes = {name: cache.nbytes for name, cache in caches.items()}
         del caches  # closes the memory maps before the directory goes
     n_tokens = sum(len(s) for s in train)
-    return suite_result(
-        CacheRun(len(train), n_tokens, len(batches), timings, cache_nbytes, flair_nbytes), config.quick
-    )
+    return CacheRun(len(train), n_tokens, len(batches), timings, cache_nbytes, flair_nbytes)
+
+
+SUITE = Suite("cache", ("random",), plan, measure, render)

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import torch
 
 from bench.harness import Timing
-from bench.inputs import BATCH_SIZE
-from bench.report import SuiteResult, Table, format_ratio, format_seconds, quick_run_note
+from bench.lms import describe
+from bench.report import SuiteResult, Table, format_ratio, format_ratios, format_seconds, quick_run_note
+from bench.specs import BATCH_SIZE
 
 PLACEMENTS = ("gpu", "cpu", "disk")
 DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
@@ -17,9 +18,9 @@ FLAIR = "flair_cpu"
 DESCRIPTION = f"""\
 Time to assemble every mini-batch of one epoch of WNUT-17 train (`wnut17/train.conll`, 3,394 sentences;
 {BATCH_SIZE} sentences a batch, shuffled once with seed 0, the same batches for every case) once the token
-vectors are stored. The vectors are those of the trained forward char LM `out/charlm/forward` (hidden 256).
+vectors are stored. The vectors are those of the forward LM of these: {describe("random")}.
 
-- **Flair 0.15.1, storage `cpu`**: sentences embedded with `FlairEmbeddings("out/charlm/forward.pt")` and
+- **Flair 0.15.1, storage `cpu`**: sentences embedded with `FlairEmbeddings("LMS/forward.pt")` and
   kept by `store_embeddings(batch, "cpu")`, as its `ModelTrainer` does; a batch is
   `SequenceTagger._make_padded_tensor_for_batch(sentences)`, which concatenates every token's stored
   embedding and the padding into a `(batch, tokens, D)` tensor.
@@ -48,6 +49,14 @@ def verify_case_name(dtype: torch.dtype) -> str:
 
 
 @dataclass(frozen=True)
+class CachePlan:
+    """The leading WNUT-17 train sentences whose epoch is assembled (``None``: all)."""
+
+    sentences: int | None
+    quick: bool
+
+
+@dataclass(frozen=True)
 class CacheRun:
     """Everything the suite measured."""
 
@@ -67,10 +76,6 @@ class CacheRun:
         return getattr(disk, statistic) / getattr(cpu, statistic)
 
 
-def _both(median: float, minimum: float) -> str:
-    return f"{format_ratio(median)} ({format_ratio(minimum)})"
-
-
 def epoch_table(run: CacheRun) -> Table:
     flair = run.timings[FLAIR]
     rows = [
@@ -85,7 +90,7 @@ def epoch_table(run: CacheRun) -> Table:
                 f"embedcache `{placement}` {dtype_name}",
                 format_seconds(timing.median_s),
                 format_seconds(timing.min_s),
-                _both(run.speedup(name), run.speedup(name, "min_s")),
+                format_ratios(run.speedup(name), run.speedup(name, "min_s")),
             ]
         )
     notes = [
@@ -97,7 +102,7 @@ def epoch_table(run: CacheRun) -> Table:
 
 def disk_table(run: CacheRun) -> Table:
     rows = [
-        [dtype_name, _both(run.disk_over_cpu(dtype_name), run.disk_over_cpu(dtype_name, "min_s"))]
+        [dtype_name, format_ratios(run.disk_over_cpu(dtype_name), run.disk_over_cpu(dtype_name, "min_s"))]
         for dtype_name in DTYPE_NAMES.values()
     ]
     return Table(
@@ -143,8 +148,10 @@ def bytes_table(run: CacheRun) -> Table:
     return Table("Bytes held for the epoch's vectors", ["store", "bytes", "Flair ÷ store"], rows)
 
 
-def suite_result(run: CacheRun, quick: bool) -> SuiteResult:
-    description = DESCRIPTION + quick_run_note(quick, "a smoke test on the first 100 sentences")
+def render(plan: CachePlan, run: CacheRun) -> SuiteResult:
+    description = DESCRIPTION + quick_run_note(
+        plan.quick, f"a smoke test on the first {plan.sentences} sentences"
+    )
     data = {
         "sentences": run.sentences,
         "tokens": run.tokens,

@@ -13,31 +13,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from flair.data import Dictionary, Sentence
+from flair.data import Sentence
 from flair.embeddings import FlairEmbeddings, StackedEmbeddings
 from flair.models import SequenceTagger as FlairSequenceTagger
 
 import embedcache as ec
-from bench.harness import BenchConfig, Case, Timing, time_cases
-from bench.inputs import BATCH_SIZE
-from bench.report import SuiteResult, Table, format_ratio, format_seconds, quick_run_note
-from embedcache.data.datasets import WNUT17
+from bench.harness import BenchConfig, Case, Suite, time_cases
+from bench.inputs import entity_types
+from bench.specs import BATCH_SIZE, CALL_SENTENCES, WNUT17
+from bench.suites.convert_results import HIDDEN_SIZE, ConvertPlan, ConvertRun, render
+from bench.taggers import flair_span_dictionary
 from embedcache.models.flair_conversion import convert_flair_tagger_file
 from embedcache.recipes import random_char_lm
 
-HIDDEN_SIZE = 256
-CALL_SENTENCES = 128
 QUICK_SENTENCES = 64
-
-DESCRIPTION = f"""\
-A Flair 0.15.1 `SequenceTagger` (`StackedEmbeddings([FlairEmbeddings(forward), FlairEmbeddings(backward)])`,
-random character LMs of hidden {HIDDEN_SIZE} over printable ASCII, re-projection, a BiLSTM of hidden
-{HIDDEN_SIZE}, a CRF, BIOES tags of WNUT-17's six entity types; random seeded weights: the time to tag does
-not depend on them) is saved with Flair's `save` and converted from that file with
-`convert_flair_tagger_file` (what `embedcache convert` runs). Both models, each loaded from its file, tag
-WNUT-17 test with their own `predict` ({BATCH_SIZE} sentences a batch, storage `none`) on calls of
-{CALL_SENTENCES} sentences, alternating call by call. Before timing, both label every test sentence and the
-suite stops unless the labels (span boundaries and types) are identical and their scores agree within 1e-5."""
 
 
 @dataclass(frozen=True)
@@ -56,10 +45,7 @@ def saved_flair_tagger(labels: list[str], directory: Path) -> Path:
             FlairEmbeddings(random_char_lm(False, HIDDEN_SIZE, 2)),
         ]
     )
-    dictionary = Dictionary(add_unk=False)
-    for label in labels:
-        dictionary.add_item(label)
-    dictionary.span_labels = True
+    dictionary = flair_span_dictionary(labels)
     torch.manual_seed(0)
     tagger = FlairSequenceTagger(embeddings, dictionary, "ner", tag_format="BIOES", hidden_size=HIDDEN_SIZE)
     tagger.save(directory / "flair-tagger.pt")
@@ -86,10 +72,14 @@ def compare_labels(ours: ec.SequenceTagger, theirs: FlairSequenceTagger, sentenc
     return sum(len(a) for a in expected)
 
 
-def run(config: BenchConfig) -> SuiteResult:
-    corpus = WNUT17(config.data_dir / "wnut17")
-    test = [s.tokens for s in corpus.test[: QUICK_SENTENCES if config.quick else None] if len(s)]
-    labels = sorted({tag[2:] for s in corpus.train for tag in s.tags or [] if tag != "O"})
+def plan(config: BenchConfig) -> ConvertPlan:
+    return ConvertPlan(QUICK_SENTENCES if config.quick else None, config.quick)
+
+
+def measure(plan: ConvertPlan, config: BenchConfig) -> ConvertRun:
+    corpus = ec.datasets.WNUT17(config.data_dir / WNUT17)
+    test = [s.tokens for s in corpus.test[: plan.sentences] if len(s)]
+    labels = entity_types(corpus.train)
     with tempfile.TemporaryDirectory(prefix="bench-convert-") as root:
         flair_file = saved_flair_tagger(labels, Path(root))
         convert_flair_tagger_file(flair_file, Path(root) / "converted")
@@ -106,41 +96,7 @@ def run(config: BenchConfig) -> SuiteResult:
         ),
     ]
     timings = time_cases(cases, calls, warmup=config.warmup, repeats=config.repeats, device=config.device)
-    return suite_result(len(test), sum(map(len, test)), spans, timings, config.quick)
+    return ConvertRun(len(test), sum(map(len, test)), spans, timings)
 
 
-def suite_result(
-    sentences: int, tokens: int, spans: int, timings: dict[str, Timing], quick: bool
-) -> SuiteResult:
-    ratio = timings["flair"].median_s / timings["converted"].median_s
-    ratio_min = timings["flair"].min_s / timings["converted"].min_s
-    rows = [
-        [name, format_seconds(t.median_s), format_seconds(t.min_s), f"{sentences / t.median_s:,.1f}"]
-        for name, t in (("Flair 0.15.1 model (its .pt)", timings["flair"]),
-                        ("converted embedcache model", timings["converted"]))
-    ]  # fmt: skip
-    headline = Table(
-        "Headline",
-        ["measure", "value"],
-        [
-            [
-                "sentences/s: converted ÷ Flair original, medians (mins)",
-                f"{format_ratio(ratio)} ({format_ratio(ratio_min)})",
-            ],
-            ["labels identical before timing", f"{sentences:,} sentences, {spans:,} spans"],
-        ],
-    )
-    notes = [f"{sentences:,} sentences, {tokens:,} tokens."]
-    return SuiteResult(
-        suite="convert",
-        title="`convert`: a converted Flair tagger vs the original, sentences/s (WNUT-17 test)",
-        description=DESCRIPTION + quick_run_note(quick, f"the first {QUICK_SENTENCES} test sentences"),
-        tables=[headline, Table("Predict", ["model", "median", "min", "sentences/s (median)"], rows, notes)],
-        data={
-            "sentences": sentences,
-            "tokens": tokens,
-            "spans_compared": spans,
-            "timings": {name: t.to_json() for name, t in timings.items()},
-            "converted_over_flair_sentences_per_second": ratio,
-        },
-    )
+SUITE = Suite("convert", ("random",), plan, measure, render)

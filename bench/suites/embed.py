@@ -27,10 +27,10 @@ from flair.embeddings import FlairEmbeddings
 from flair.models import LanguageModel
 
 from bench.flair_reference import flair_token_loop
-from bench.harness import BenchConfig, Case, time_cases
-from bench.inputs import BATCH_SIZE, character_dictionary, load_wnut17_train, random_char_lm
-from bench.report import SuiteResult
-from bench.suites.embed_results import Slice, WorkloadResult, suite_result
+from bench.harness import BenchConfig, Case, Suite, time_cases
+from bench.inputs import character_dictionary, load_wnut17_train, random_char_lm
+from bench.specs import BATCH_SIZE
+from bench.suites.embed_results import EmbedPlan, EmbedRun, Slice, Workload, WorkloadResult, render
 from embedcache import CharLMEmbeddings, CharLMEncoder, storage_mode
 from embedcache.embeddings import positions
 from embedcache.embeddings.gather import gather_rows, row_views
@@ -38,21 +38,8 @@ from embedcache.embeddings.gather import gather_rows, row_views
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Workload:
-    """One LM hidden size and the leading slices of the corpus it is timed on (``None``: all of it).
-
-    A forward pass at hidden 2048 costs seconds per mini-batch on a 2-core CPU, and the whole-embed part runs
-    the LM five times per round, so the slices there are shorter to keep the suite near 15 minutes.
-    """
-
-    hidden_size: int
-    extraction_sentences: int | None
-    embed_sentences: int | None
-
-
-FULL = (Workload(512, None, 640), Workload(2048, 320, 64))
-QUICK = (Workload(256, 320, 320),)
+FULL = EmbedPlan((Workload(512, None, 640), Workload(2048, 320, 64)), quick=False)
+QUICK = EmbedPlan((Workload(256, 320, 320),), quick=True)
 
 
 @dataclass(frozen=True)
@@ -226,7 +213,7 @@ def check_same_vectors(
     clear_embeddings(sentences)
 
 
-def measure(corpus: list[list[str]], workload: Workload, config: BenchConfig) -> WorkloadResult:
+def measure_workload(corpus: list[list[str]], workload: Workload, config: BenchConfig) -> WorkloadResult:
     """Both parts of the suite for one LM size."""
     hidden = workload.hidden_size
     lm = random_char_lm(character_dictionary(corpus), hidden, config.device)
@@ -266,9 +253,16 @@ def measure(corpus: list[list[str]], workload: Workload, config: BenchConfig) ->
     return WorkloadResult(hidden, extraction_slice, extraction, slice_of(batches), embed)
 
 
-def run(config: BenchConfig) -> SuiteResult:
-    """Time both parts for every LM size and lay the results out as tables."""
+def plan(config: BenchConfig) -> EmbedPlan:
+    return QUICK if config.quick else FULL
+
+
+def measure(plan: EmbedPlan, config: BenchConfig) -> EmbedRun:
+    """Time both parts for every LM size."""
     corpus = load_wnut17_train(config.data_dir)
     with torch.no_grad():  # as inside both libraries' embed; the LM floor needs it said
-        results = [measure(corpus, workload, config) for workload in (QUICK if config.quick else FULL)]
-    return suite_result(results, len(corpus), config.quick)
+        results = [measure_workload(corpus, workload, config) for workload in plan.workloads]
+    return EmbedRun(results, len(corpus))
+
+
+SUITE = Suite("embed", ("random",), plan, measure, render)

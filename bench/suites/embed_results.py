@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bench.harness import Timing
-from bench.inputs import BATCH_SIZE, CHAR_EMBEDDING_SIZE, LM_SEED
+from bench.inputs import CHAR_EMBEDDING_SIZE, LM_SEED
 from bench.report import SuiteResult, Table, format_ratio, format_seconds, quick_run_note
+from bench.specs import BATCH_SIZE
 
 EXTRACTION_LABELS = {
     "flair_views": "Flair 0.15.1 loop: `states[offset, i, :]` view + `set_embedding` (Flair's `none`)",
@@ -99,6 +100,27 @@ computes its offsets inline.
 
 **Whole embed call**: `embed` on Flair `Sentence`s whose embeddings are cleared before each call (outside the
 clock), so every call runs the LM; the LM floor is the forward pass alone on the same LM input strings."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One LM hidden size and the leading slices of the corpus it is timed on (``None``: all of it).
+
+    A forward pass at hidden 2048 costs seconds per mini-batch on a 2-core CPU, and the whole-embed part runs
+    the LM five times per round, so the slices there are shorter to keep the suite near 15 minutes.
+    """
+
+    hidden_size: int
+    extraction_sentences: int | None
+    embed_sentences: int | None
+
+
+@dataclass(frozen=True)
+class EmbedPlan:
+    """The LM sizes and slices to time."""
+
+    workloads: tuple[Workload, ...]
+    quick: bool
 
 
 @dataclass(frozen=True)
@@ -194,8 +216,17 @@ def result_json(results: Sequence[WorkloadResult]) -> dict[str, object]:
     }
 
 
-def suite_result(results: Sequence[WorkloadResult], corpus_sentences: int, quick: bool) -> SuiteResult:
+@dataclass(frozen=True)
+class EmbedRun:
+    """The results of every LM size, and the corpus's sentence count (for the slice headings)."""
+
+    results: list[WorkloadResult]
+    corpus_sentences: int
+
+
+def render(plan: EmbedPlan, run: EmbedRun) -> SuiteResult:
     """Headline ratios first, then the timings of each part for each hidden size."""
+    results, corpus_sentences = run.results, run.corpus_sentences
     tables = [ratio_table(results, corpus_sentences)]
     for result in results:
         hidden = result.hidden_size
@@ -213,7 +244,7 @@ def suite_result(results: Sequence[WorkloadResult], corpus_sentences: int, quick
                 result.embed_slice,
             ),
         ]
-    description = DESCRIPTION + quick_run_note(quick, "a smoke test on a small slice")
+    description = DESCRIPTION + quick_run_note(plan.quick, "a smoke test on a small slice")
     return SuiteResult(
         suite="embed",
         title="`embed`: extraction stage and whole embed call, embedcache vs Flair 0.15.1 (WNUT-17 train)",

@@ -1,10 +1,10 @@
 """Suite ``onnx``: predict on the CPU with the char LMs in torch, ONNX Runtime fp32 and ONNX Runtime int8,
 against Flair 0.15.1, for LMs of hidden 256, 1024 and 2048, at 1 and 2 threads; memory; int8's accuracy cost.
 
-Speed uses random LMs (:func:`bench.inputs.random_char_lm`; an LM's cost depends on its sizes, not its
-values) and a random tagger of the ``predict`` suite's shape: a forward and a backward LM, re-projection, a
-BiLSTM of hidden 256, a CRF, the BIOES tags of WNUT-17. Accuracy uses the bundled ``en-upos`` model (trained
-LMs and tagger) on LinES test, through ``embedcache evaluate``.
+Speed uses random LMs created in the run (:func:`bench.inputs.random_char_lm`; an LM's cost depends on its
+sizes, not its values) and a random tagger of the ``predict`` suite's shape: a forward and a backward LM,
+re-projection, a BiLSTM of hidden 256, a CRF, the BIOES tags of WNUT-17. Accuracy uses the bundled
+``en-upos`` model (trained LMs and tagger) on LinES test, through ``embedcache evaluate``.
 """
 
 from __future__ import annotations
@@ -22,15 +22,21 @@ from flair.embeddings import FlairEmbeddings, StackedEmbeddings
 from flair.models import SequenceTagger as FlairSequenceTagger
 
 import embedcache as ec
-from bench.harness import BenchConfig, Case, Timing, time_cases
-from bench.inputs import BATCH_SIZE, character_dictionary, load_wnut17_train, random_char_lm
-from bench.report import SuiteResult
-from bench.suites.onnx_results import Accuracy, Memory, SizeRun, suite_result
-from bench.suites.predict import CALL_SENTENCES, Call, check_same_shape, cli_executable, entity_types
-from embedcache.data.datasets import WNUT17
+from bench.commands import cli_executable
+from bench.harness import BenchConfig, Case, Suite, Timing, time_cases
+from bench.inputs import (
+    Call,
+    character_dictionary,
+    entity_types,
+    load_wnut17_train,
+    predict_calls,
+    random_char_lm,
+)
+from bench.specs import BATCH_SIZE, CALL_SENTENCES, LINES_TEST, SEED, WNUT17
+from bench.suites.onnx_results import Accuracy, Memory, OnnxPlan, OnnxRun, SizeRun, render
+from bench.taggers import check_same_shape, flair_span_dictionary
 from embedcache.embeddings.language_model import load_language_model, save_language_model
 from embedcache.models.backends import use_backend
-from embedcache.models.labels import TagDictionary
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +44,6 @@ log = logging.getLogger(__name__)
 SENTENCES = {256: 512, 1024: 128, 2048: 64}
 QUICK_SENTENCES = 32
 THREADS = (1, 2)
-SEED = 0
 TAGGER_HIDDEN = 256
 
 
@@ -58,13 +63,10 @@ def taggers(
     encoders = [native_twin(lm, folder / f"lm-{i}") for i, lm in enumerate(lms)]
     torch.manual_seed(SEED)
     ours = ec.SequenceTagger(
-        encoders, TagDictionary.for_labels(labels, "BIOES"), "ner", hidden_size=TAGGER_HIDDEN
+        encoders, ec.TagDictionary.for_labels(labels, "BIOES"), "ner", hidden_size=TAGGER_HIDDEN
     )
     ours.save(folder / "model")
-    tag_dictionary = Dictionary(add_unk=False)
-    for label in labels:
-        tag_dictionary.add_item(label)
-    tag_dictionary.span_labels = True
+    tag_dictionary = flair_span_dictionary(labels)
     torch.manual_seed(SEED)
     embeddings = StackedEmbeddings([FlairEmbeddings(lm) for lm in lms])
     theirs = FlairSequenceTagger(
@@ -154,7 +156,7 @@ def memory(model: Path, sentences: list[ec.TaggedSentence], folder: Path) -> lis
 
 def lines_accuracy(config: BenchConfig) -> list[Accuracy]:
     """``en-upos`` on LinES test, torch vs ONNX fp32 vs int8, through ``embedcache evaluate``."""
-    test = config.data_dir / "ud_english_lines" / "test.conllu"
+    test = config.data_dir / LINES_TEST
     rows = []
     for name, options in (
         ("torch", []),
@@ -168,18 +170,18 @@ def lines_accuracy(config: BenchConfig) -> list[Accuracy]:
     return rows
 
 
-def run_size(config: BenchConfig, hidden: int, test: list[ec.TaggedSentence], root: Path) -> SizeRun:
-    sentences = test[: QUICK_SENTENCES if config.quick else SENTENCES[hidden]]
+def run_size(
+    plan: OnnxPlan, config: BenchConfig, hidden: int, test: list[ec.TaggedSentence], root: Path
+) -> SizeRun:
+    sentences = test[: plan.sentences[hidden]]
     folder = root / f"hidden-{hidden}"
     folder.mkdir()
-    labels = entity_types(WNUT17(config.data_dir / "wnut17").train)
+    labels = entity_types(ec.datasets.WNUT17(config.data_dir / WNUT17).train)
     dictionary = character_dictionary(load_wnut17_train(config.data_dir))
     model, theirs = taggers(labels, hidden, dictionary, folder)
-    calls = [Call(sentences[i : i + CALL_SENTENCES], []) for i in range(0, len(sentences), CALL_SENTENCES)]
-    for call in calls:
-        call.rebuild_flair_sentences()
+    calls = predict_calls(sentences, CALL_SENTENCES)
     timings: dict[int, dict[str, Timing]] = {}
-    for threads in THREADS:
+    for threads in plan.threads:
         torch.set_num_threads(threads)
         ours = variants(model, threads)
         check_same_shape(ours["torch"], theirs, calls[0])
@@ -191,25 +193,33 @@ def run_size(config: BenchConfig, hidden: int, test: list[ec.TaggedSentence], ro
             repeats=config.repeats,
             device=torch.device("cpu"),
         )
-    torch.set_num_threads(THREADS[0])
-    identical = same_tags(model, test if hidden == min(SENTENCES) and not config.quick else sentences)
+    torch.set_num_threads(plan.threads[0])
+    identical = same_tags(model, test if hidden == min(SENTENCES) and not plan.quick else sentences)
     rows = memory(model, sentences, folder) if hidden == max(SENTENCES) else []
     return SizeRun(hidden, len(sentences), sum(len(s) for s in sentences), timings, identical, rows)
 
 
-def run(config: BenchConfig) -> SuiteResult:
+def plan(config: BenchConfig) -> OnnxPlan:
     if config.device.type != "cpu":
         raise RuntimeError("the onnx suite measures the CPU; run it with --device cpu")
-    test = [s for s in WNUT17(config.data_dir / "wnut17").test if len(s)]
+    sentences = {hidden: QUICK_SENTENCES if config.quick else n for hidden, n in SENTENCES.items()}
+    return OnnxPlan(sentences, THREADS, accuracy=not config.quick, quick=config.quick)
+
+
+def measure(plan: OnnxPlan, config: BenchConfig) -> OnnxRun:
+    test = [s for s in ec.datasets.WNUT17(config.data_dir / WNUT17).test if len(s)]
     threads_before, cache_before = torch.get_num_threads(), os.environ.get("EMBEDCACHE_ONNX_CACHE")
     with tempfile.TemporaryDirectory(prefix="bench-onnx-") as root:
         os.environ["EMBEDCACHE_ONNX_CACHE"] = str(Path(root) / "onnx-cache")  # also for the subprocesses
         try:
-            runs = [run_size(config, hidden, test, Path(root)) for hidden in SENTENCES]
-            accuracy = [] if config.quick else lines_accuracy(config)
+            runs = [run_size(plan, config, hidden, test, Path(root)) for hidden in plan.sentences]
+            accuracy = lines_accuracy(config) if plan.accuracy else []
         finally:
             torch.set_num_threads(threads_before)
             os.environ.pop("EMBEDCACHE_ONNX_CACHE")
             if cache_before is not None:
                 os.environ["EMBEDCACHE_ONNX_CACHE"] = cache_before
-    return suite_result(runs, accuracy, config.quick)
+    return OnnxRun(runs, accuracy)
+
+
+SUITE = Suite("onnx", ("random", "bundled"), plan, measure, render)

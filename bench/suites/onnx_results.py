@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.harness import Timing
-from bench.inputs import BATCH_SIZE
 from bench.report import SuiteResult, Table, format_ratio, quick_run_note
+from bench.specs import BATCH_SIZE, CALL_SENTENCES
 
 DESCRIPTION = f"""\
 `SequenceTagger.predict` on WNUT-17 test (`wnut17/test.conll`, in file order) on the CPU, {BATCH_SIZE}
-sentences a batch, storage `none`, calls of 128 sentences, the cases alternating call by call: Flair 0.15.1,
-embedcache with its char LMs in torch, and embedcache with them in ONNX Runtime, fp32 and int8
+sentences a batch, storage `none`, calls of {CALL_SENTENCES} sentences, the cases alternating call by call:
+Flair 0.15.1, embedcache with its char LMs in torch, and embedcache with them in ONNX Runtime, fp32 and int8
 (`SequenceTagger.load(model, backend="onnx", int8=...)`; the LMs exported with `torch.onnx.export` and, for
 int8, quantised with `onnxruntime.quantization.quantize_dynamic`). Both libraries' taggers have one shape: a
 forward and a backward char LM of the given hidden size (one layer, character vectors of 32), re-projection,
@@ -41,6 +41,16 @@ CASE_LABELS = {
     "onnx_int8": "embedcache, ONNX int8 (in turn)",
     "onnx_int8_at_once": "embedcache, ONNX int8, LMs at once",
 }
+
+
+@dataclass(frozen=True)
+class OnnxPlan:
+    """WNUT-17 test sentences timed per LM hidden size, the thread counts, and whether to score accuracy."""
+
+    sentences: dict[int, int]
+    threads: tuple[int, ...]
+    accuracy: bool
+    quick: bool
 
 
 @dataclass(frozen=True)
@@ -135,7 +145,17 @@ def accuracy_table(accuracy: list[Accuracy]) -> Table:
     )
 
 
-def suite_result(runs: list[SizeRun], accuracy: list[Accuracy], quick: bool) -> SuiteResult:
+@dataclass(frozen=True)
+class OnnxRun:
+    """Everything the suite measured."""
+
+    sizes: list[SizeRun]
+    accuracy: list[Accuracy]
+
+
+def render(plan: OnnxPlan, run: OnnxRun) -> SuiteResult:
+    runs, accuracy = run.sizes, run.accuracy
+    slice_text = f"the first {min(plan.sentences.values())} test sentences per LM size"
     data = {
         "sizes": [
             {
@@ -153,7 +173,7 @@ def suite_result(runs: list[SizeRun], accuracy: list[Accuracy], quick: bool) -> 
     return SuiteResult(
         suite="onnx",
         title="`onnx`: CPU predict with the char LMs on ONNX Runtime (fp32, int8) vs torch vs Flair 0.15.1",
-        description=DESCRIPTION + quick_run_note(quick, "the first 32 test sentences per LM size"),
+        description=DESCRIPTION + quick_run_note(plan.quick, slice_text),
         tables=[
             headline_table(runs),
             rates_table(runs),

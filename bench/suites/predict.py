@@ -1,11 +1,12 @@
 """Suite ``predict``: tagging WNUT-17 test with embedcache's ``SequenceTagger.predict`` and Flair 0.15.1's,
 and with the ``embedcache predict`` command end to end.
 
-Both taggers have one shape: the trained char LMs of ``out/charlm`` (forward + backward; Flair reads the
-``.pt`` files, embedcache the safetensors of the same weights), a BiLSTM of hidden 256 with re-projection, a
-CRF, and the BIOES tags of WNUT-17's six entity types. Their weights are random and seeded: the time to tag
-does not depend on their values, only the tags would. The command line runs in a subprocess on a saved
-embedcache model, so its time includes the interpreter's start-up, the imports and loading the model.
+Both taggers have one shape: random char LMs of the recipe's size written for both libraries
+(:func:`bench.lms.write_char_lms`; Flair reads the ``.pt`` files, embedcache the safetensors of the same
+weights), a BiLSTM of hidden 256 with re-projection, a CRF, and the BIOES tags of WNUT-17's six entity types.
+Their weights are random and seeded: the time to tag does not depend on their values, only the tags would.
+The command line runs in a subprocess on a saved embedcache model, so its time includes the interpreter's
+start-up, the imports and loading the model.
 """
 
 from __future__ import annotations
@@ -13,88 +14,45 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from flair.data import Dictionary, Sentence
 from flair.embeddings import FlairEmbeddings, StackedEmbeddings
 from flair.models import SequenceTagger as FlairSequenceTagger
 
 import embedcache as ec
-from bench.harness import REPO_ROOT, BenchConfig, Case, time_cases
-from bench.inputs import BATCH_SIZE
-from bench.report import SuiteResult
-from bench.suites.predict_results import CliInput, PredictRun, suite_result
-from embedcache.data.datasets import WNUT17
-from embedcache.models.labels import TagDictionary
+from bench.commands import cli_executable
+from bench.harness import BenchConfig, Case, Suite, time_cases
+from bench.inputs import Call, entity_types, predict_calls
+from bench.lms import DIRECTIONS, CharLMFiles, write_char_lms
+from bench.specs import BATCH_SIZE, CALL_SENTENCES, NER_TAGGER, SEED, WNUT17
+from bench.suites.predict_results import CliInput, PredictPlan, PredictRun, render
+from bench.taggers import check_same_shape, flair_span_dictionary
 
 log = logging.getLogger(__name__)
 
-LM_DIR = REPO_ROOT / "out" / "charlm"
-HIDDEN_SIZE = 256
-SEED = 0
-CALL_SENTENCES = 128  # sentences per predict call; the harness alternates the libraries call by call
 QUICK_SENTENCES = 64
 
 
-@dataclass(frozen=True)
-class Call:
-    """One predict call's input, in both libraries' forms."""
-
-    sentences: list[ec.TaggedSentence]
-    flair_sentences: list[Sentence]  # rebuilt before every Flair call: predict adds labels to them
-
-    def rebuild_flair_sentences(self) -> None:
-        self.flair_sentences[:] = [Sentence(s.tokens) for s in self.sentences]
-
-
-def entity_types(sentences: Sequence[ec.TaggedSentence]) -> list[str]:
-    """The span labels of BIO-tagged sentences (``B-person`` → ``person``), sorted."""
-    return sorted({tag[2:] for s in sentences for tag in s.tags or [] if tag != "O"})
-
-
-def embedcache_tagger(labels: list[str], device: torch.device) -> ec.SequenceTagger:
-    embeddings = [ec.CharLMEmbeddings(LM_DIR / "forward"), ec.CharLMEmbeddings(LM_DIR / "backward")]
+def embedcache_tagger(labels: list[str], lms: CharLMFiles, device: torch.device) -> ec.SequenceTagger:
+    embeddings = [ec.CharLMEmbeddings(lms.embedcache_path(direction)) for direction in DIRECTIONS]
     torch.manual_seed(SEED)
-    tags = TagDictionary.for_labels(labels, "BIOES")
-    return ec.SequenceTagger(embeddings, tags, "ner", hidden_size=HIDDEN_SIZE).to(device).eval()
+    tags = ec.TagDictionary.for_labels(labels, NER_TAGGER.tag_scheme)
+    tagger = ec.SequenceTagger(embeddings, tags, "ner", hidden_size=NER_TAGGER.hidden_size)
+    return tagger.to(device).eval()
 
 
-def flair_tagger(labels: list[str]) -> FlairSequenceTagger:
+def flair_tagger(labels: list[str], lms: CharLMFiles) -> FlairSequenceTagger:
     """Flair's tagger of the same shape; it places itself on ``flair.device`` (set from ``--device``)."""
-    embeddings = StackedEmbeddings(
-        [FlairEmbeddings(str(LM_DIR / "forward.pt")), FlairEmbeddings(str(LM_DIR / "backward.pt"))]
-    )
-    dictionary = Dictionary(add_unk=False)
-    for label in labels:
-        dictionary.add_item(label)
-    dictionary.span_labels = True  # as make_label_dictionary marks NER labels: Flair expands them to BIOES
+    embeddings = StackedEmbeddings([FlairEmbeddings(lms.flair_path(direction)) for direction in DIRECTIONS])
     torch.manual_seed(SEED)
-    tagger = FlairSequenceTagger(embeddings, dictionary, "ner", tag_format="BIOES", hidden_size=HIDDEN_SIZE)
+    tagger = FlairSequenceTagger(
+        embeddings, flair_span_dictionary(labels), "ner", tag_format=NER_TAGGER.tag_scheme,
+        hidden_size=NER_TAGGER.hidden_size,
+    )  # fmt: skip
     return tagger.eval()
-
-
-def check_same_shape(ours: ec.SequenceTagger, theirs: FlairSequenceTagger, call: Call) -> None:
-    """Refuse to time taggers of different shapes, or a predict that leaves tokens untagged."""
-    ours_shape = (
-        ours.embeddings.embedding_length,
-        ours.rnn.hidden_size,
-        len(ours.tags),
-        ours.crf is not None,
-    )
-    theirs_tags = len(theirs.label_dictionary) - 2  # Flair's CRF adds <START> and <STOP>
-    theirs_shape = (theirs.embeddings.embedding_length, theirs.rnn.hidden_size, theirs_tags, theirs.use_crf)
-    if ours_shape != theirs_shape:
-        raise RuntimeError(
-            f"predict suite: taggers differ (D, hidden, tags, CRF): {ours_shape} vs {theirs_shape}"
-        )
-    predictions = ours.predict(call.sentences, batch_size=BATCH_SIZE)
-    if [len(p.tags) for p in predictions] != [len(s) for s in call.sentences]:
-        raise RuntimeError("predict suite: embedcache's predict left tokens untagged; not timing it")
 
 
 def predict_cases(ours: ec.SequenceTagger, theirs: FlairSequenceTagger) -> list[Case[Call]]:
@@ -107,14 +65,6 @@ def predict_cases(ours: ec.SequenceTagger, theirs: FlairSequenceTagger) -> list[
             lambda call: call.rebuild_flair_sentences(),
         ),
     ]
-
-
-def cli_executable() -> Path:
-    """The ``embedcache`` console script of this environment: what a user runs."""
-    script = Path(sys.executable).with_name("embedcache")
-    if not script.is_file():
-        raise FileNotFoundError(f"{script} not found; install the package (pip install -e .) to time the CLI")
-    return script
 
 
 def write_inputs(sentences: Sequence[ec.TaggedSentence], directory: Path) -> list[CliInput]:
@@ -144,20 +94,24 @@ def cli_cases(model: Path, inputs: Sequence[CliInput], device: torch.device) -> 
     return [case(cli_input) for cli_input in inputs]
 
 
-def run(config: BenchConfig) -> SuiteResult:
-    corpus = WNUT17(config.data_dir / "wnut17")
-    test = [s for s in corpus.test[: QUICK_SENTENCES if config.quick else None] if len(s)]
+def plan(config: BenchConfig) -> PredictPlan:
+    return PredictPlan(QUICK_SENTENCES if config.quick else None, config.quick)
+
+
+def measure(plan: PredictPlan, config: BenchConfig) -> PredictRun:
+    corpus = ec.datasets.WNUT17(config.data_dir / WNUT17)
+    test = [s for s in corpus.test[: plan.sentences] if len(s)]
     labels = entity_types(corpus.train)
-    ours, theirs = embedcache_tagger(labels, config.device), flair_tagger(labels)
-    calls = [Call(test[start : start + CALL_SENTENCES], []) for start in range(0, len(test), CALL_SENTENCES)]
-    for call in calls:
-        call.rebuild_flair_sentences()
-    check_same_shape(ours, theirs, calls[0])
-    timings = time_cases(
-        predict_cases(ours, theirs), calls, warmup=config.warmup, repeats=config.repeats, device=config.device
-    )
-    log.info("in-process predict timed; now the command line")
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as root:
+        lms = write_char_lms(Path(root) / "lms", "random")
+        ours, theirs = embedcache_tagger(labels, lms, config.device), flair_tagger(labels, lms)
+        calls = predict_calls(test, CALL_SENTENCES)
+        check_same_shape(ours, theirs, calls[0])
+        timings = time_cases(
+            predict_cases(ours, theirs), calls, warmup=config.warmup, repeats=config.repeats,
+            device=config.device,
+        )  # fmt: skip
+        log.info("in-process predict timed; now the command line")
         model = Path(root) / "model"
         ours.save(model)
         inputs = write_inputs(test, Path(root))
@@ -166,4 +120,7 @@ def run(config: BenchConfig) -> SuiteResult:
             device=torch.device("cpu"),  # the subprocess synchronises its own device before it exits
         )  # fmt: skip
     n_tokens = sum(len(s) for s in test)
-    return suite_result(PredictRun(len(test), n_tokens, timings, inputs, cli_timings), config.quick)
+    return PredictRun(len(test), n_tokens, timings, inputs, cli_timings)
+
+
+SUITE = Suite("predict", ("random",), plan, measure, render)

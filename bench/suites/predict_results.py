@@ -6,27 +6,35 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.harness import Timing
-from bench.inputs import BATCH_SIZE
-from bench.report import SuiteResult, Table, format_ratio, format_seconds, quick_run_note
+from bench.lms import describe
+from bench.report import SuiteResult, Table, format_ratio, format_ratios, format_seconds, quick_run_note
+from bench.specs import BATCH_SIZE, CALL_SENTENCES
 
 DESCRIPTION = f"""\
-Tagging WNUT-17 test (`wnut17/test.conll`) with a BiLSTM-CRF NER tagger of one shape in both libraries: the
-trained char LMs of `out/charlm` (forward + backward, hidden 256 each; Flair:
-`StackedEmbeddings([FlairEmbeddings("out/charlm/forward.pt"), FlairEmbeddings("out/charlm/backward.pt")])`,
-embedcache: `CharLMEmbeddings("out/charlm/forward")` and `…/backward`, the same weights), re-projection, a
-BiLSTM of hidden 256, a CRF, BIOES tags of the six entity types. Tagger weights are random (seed 0): the
-time to tag does not depend on them.
+Tagging WNUT-17 test (`wnut17/test.conll`) with a BiLSTM-CRF NER tagger of one shape in both libraries:
+{describe("random")} (Flair: `StackedEmbeddings([FlairEmbeddings("LMS/forward.pt"),
+FlairEmbeddings("LMS/backward.pt")])`, embedcache: `CharLMEmbeddings("LMS/forward")` and `…/backward`),
+re-projection, a BiLSTM of hidden 256, a CRF, BIOES tags of the six entity types. Tagger weights are random
+(seed 0) too: the time to tag does not depend on them.
 
 **In process**: `SequenceTagger.predict` of each library, {BATCH_SIZE} sentences a batch, storage `none`
-(both defaults), on calls of 128 sentences; the libraries alternate call by call. embedcache takes its
-`TaggedSentence`s; Flair takes `Sentence`s made before each call, outside the clock (its predict labels them).
-Each library sorts a call's sentences by length into batches.
+(both defaults), on calls of {CALL_SENTENCES} sentences; the libraries alternate call by call. embedcache
+takes its `TaggedSentence`s; Flair takes `Sentence`s made before each call, outside the clock (its predict
+labels them). Each library sorts a call's sentences by length into batches.
 
 **Command line**: `embedcache predict --model DIR FILE --output OUT --device DEVICE --quiet` in a subprocess
 (the environment's `embedcache` script, `OMP_NUM_THREADS` set to the suite's thread count) on the embedcache
 model saved with `SequenceTagger.save`, for the sentences as a CoNLL file and as raw text (one sentence per
 line, tokens joined by spaces; the command splits and tokenises it with segtok as Flair does), and for a
 one-sentence file: the start-up (interpreter, imports, loading the model). Its time is the whole process."""
+
+
+@dataclass(frozen=True)
+class PredictPlan:
+    """The leading WNUT-17 test sentences to tag (``None``: all)."""
+
+    sentences: int | None
+    quick: bool
 
 
 @dataclass(frozen=True)
@@ -68,15 +76,14 @@ class PredictRun:
         return cli_input.sentences / seconds if seconds > 0 else None
 
 
-def _both(median: float, minimum: float) -> str:
-    return f"{format_ratio(median)} ({format_ratio(minimum)})"
-
-
 def headline_table(run: PredictRun) -> Table:
     conll = next(i for i in run.cli_inputs if i.name == "conll")
     in_process = run.sentences / run.timings["ec_predict"].median_s
     rows = [
-        ["predict sentences/s: embedcache ÷ Flair 0.15.1", _both(run.speedup(), run.speedup("min_s"))],
+        [
+            "predict sentences/s: embedcache ÷ Flair 0.15.1",
+            format_ratios(run.speedup(), run.speedup("min_s")),
+        ],
         ["`embedcache predict` on CoNLL, start-up included: sentences/s", f"{run.cli_rate(conll):,.1f}"],
         ["… ÷ in-process embedcache predict", format_ratio(run.cli_rate(conll) / in_process)],
         [
@@ -122,8 +129,9 @@ def cli_table(run: PredictRun) -> Table:
     return Table("`embedcache predict` end to end (a subprocess per run)", columns, rows, notes)
 
 
-def suite_result(run: PredictRun, quick: bool) -> SuiteResult:
-    description = DESCRIPTION + quick_run_note(quick, "a smoke test on the first 64 test sentences")
+def render(plan: PredictPlan, run: PredictRun) -> SuiteResult:
+    slice_text = f"a smoke test on the first {plan.sentences} test sentences"
+    description = DESCRIPTION + quick_run_note(plan.quick, slice_text)
     data = {
         "sentences": run.sentences,
         "tokens": run.tokens,

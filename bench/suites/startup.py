@@ -22,9 +22,8 @@ from pathlib import Path
 
 import torch
 
-from bench.harness import REPO_ROOT, BenchConfig
-from bench.report import SuiteResult
-from bench.suites.startup_results import Command, Measurement, StartupRun, suite_result
+from bench.harness import REPO_ROOT, BenchConfig, Suite
+from bench.suites.startup_results import Command, Measurement, StartupPlan, StartupRun, render
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +88,22 @@ def time_commands(listed: Sequence[Command], rounds: int, warmup: int) -> dict[s
     return runs
 
 
-def run(config: BenchConfig) -> SuiteResult:
+def plan(config: BenchConfig) -> StartupPlan:
     roots = {"this checkout": REPO_ROOT}
     if config.baseline is not None:
         roots = {"baseline": config.baseline.resolve(), **roots}
     rounds = QUICK_ROUNDS if config.quick else max(config.repeats, MIN_ROUNDS)
+    return StartupPlan(roots, rounds, config.quick)
+
+
+def measure(plan: StartupPlan, config: BenchConfig) -> StartupRun:
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as folder:
         one_sentence = Path(folder) / "one.txt"
         one_sentence.write_text(SENTENCE, encoding="utf-8")
-        listed = commands(roots, one_sentence, config.device.type)
-        runs = time_commands(listed, rounds, config.warmup)
-    return suite_result(StartupRun(listed, runs, rounds), config.quick)
+        listed = commands(plan.roots, one_sentence, config.device.type)
+        runs = time_commands(listed, plan.rounds, config.warmup)
+    return StartupRun(listed, runs, plan.rounds)
+
+
+# The one-sentence predict runs the bundled default model: nothing to train.
+SUITE = Suite("startup", ("bundled",), plan, measure, render)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.report import SuiteResult, Table, format_ratio, format_seconds, quick_run_note
 
@@ -31,6 +32,15 @@ imported Flair (and with it `transformers`): on the 2-core machine where the iss
 `--version` and a missing-file error each took 7–13 s of wall time (about 8 s of CPU), a one-sentence
 predict 7–15 s, and the `predict` suite measured 10.7 s of start-up (22 s on a GPU machine). A `baseline`
 row is the same command run from another checkout (`--baseline DIR`) in this same run."""
+
+
+@dataclass(frozen=True)
+class StartupPlan:
+    """The checkouts whose command line is timed (label → repository root), and the timed rounds."""
+
+    roots: dict[str, Path]
+    rounds: int
+    quick: bool
 
 
 @dataclass(frozen=True)
@@ -107,8 +117,8 @@ def commands_table(run: StartupRun) -> Table:
     return Table("Every command", columns, rows, notes)
 
 
-def suite_result(run: StartupRun, quick: bool) -> SuiteResult:
-    description = DESCRIPTION + quick_run_note(quick, f"{run.rounds} rounds")
+def render(plan: StartupPlan, run: StartupRun) -> SuiteResult:
+    description = DESCRIPTION + quick_run_note(plan.quick, f"{run.rounds} rounds")
     data = {
         "rounds": run.rounds,
         "commands": [{"key": c.key, "argv": c.argv} for c in run.commands],

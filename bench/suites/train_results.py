@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from bench.inputs import BATCH_SIZE
+from bench.lms import describe
 from bench.report import SuiteResult, Table, format_ratio, format_seconds, quick_run_note
+from bench.specs import BATCH_SIZE, EVAL_BATCH_SIZE, NER_TAGGER
+from bench.training_runs import RunResult
 
 MEMORY_SLACK = 1.1  # issue #4's bound: none-mode peak + 1.1 × the cache's bytes
+EPOCH_MODES = {"embedcache": ("none", "cpu", "gpu", "disk"), "flair": ("none", "cpu", "gpu")}
 
 DESCRIPTION = f"""\
-BiLSTM-CRF NER on WNUT-17 with the trained char LMs in `out/charlm` (forward + backward, hidden 256; Flair:
-`StackedEmbeddings([FlairEmbeddings("out/charlm/forward.pt"), FlairEmbeddings("out/charlm/backward.pt")])`,
-embedcache: `CharLMEmbeddings("out/charlm/forward")` and `…/backward`, the same weights), no word vectors on
-either side. Same configuration on both sides: tagger hidden 256, CRF, BIOES tags, re-projection, Flair's
-default dropouts (word 0.05, locked 0.5), SGD at learning rate 0.1 with gradient clipping 5 and the default
-anneal-on-plateau, mini-batches of {BATCH_SIZE} shuffled with a fixed seed, evaluation batches of 64.
+BiLSTM-CRF NER on WNUT-17 with {describe("random")} (Flair: `StackedEmbeddings([FlairEmbeddings(
+"LMS/forward.pt"), FlairEmbeddings("LMS/backward.pt")])`, embedcache: `CharLMEmbeddings("LMS/forward")` and
+`…/backward`), no word vectors on either side. Same configuration on both sides: tagger hidden
+{NER_TAGGER.hidden_size}, CRF, {NER_TAGGER.tag_scheme} tags, re-projection, Flair's default dropouts (word
+0.05, locked 0.5), SGD at learning rate {NER_TAGGER.learning_rate} with gradient clipping 5 and the default
+anneal-on-plateau, mini-batches of {BATCH_SIZE} shuffled with a fixed seed, evaluation batches of
+{EVAL_BATCH_SIZE}.
 
 Every configuration runs in a fresh spawned process with the same torch thread count; peak RSS is that
 process's `ru_maxrss` at the end. An epoch's time runs from its start to the end of its dev evaluation
@@ -32,45 +35,14 @@ the pre-assembled dev batches; what an epoch costs beyond it is fetching batches
 
 
 @dataclass(frozen=True)
-class TrainSpec:
-    """One configuration, run in its own process.
+class TrainPlan:
+    """The slices and epochs of the runs: every library and storage mode of :data:`EPOCH_MODES`, and the
+    floor."""
 
-    Attributes:
-        library: ``embedcache``, ``flair`` or ``floor`` (the tagger alone on pre-assembled batches).
-        storage: the storage mode (``none``/``cpu``/``gpu``/``disk``).
-        n_train, n_dev, n_test: leading sentences of each split (``None``: all; 0: none).
-        word_vectors: stack the word2vec vectors of ``bench.suites.train.WORD_VECTORS`` after the LMs.
-    """
-
-    library: str
-    storage: str
-    data_dir: Path
-    device: str
-    threads: int
-    n_train: int | None
-    n_dev: int | None
-    n_test: int | None
-    epochs: int
-    word_vectors: bool = False  # add WORD_VECTORS to both libraries' embeddings
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What one configuration measured."""
-
-    spec: TrainSpec
-    seconds: list[float]  # per epoch
-    train_call_s: float  # the whole training call: epochs, cache build, saving, final test
-    test_f1: float | None
-    peak_rss_bytes: int
-    cache_nbytes: int | None  # embedcache: exact bytes of the train + dev stores in float32
-
-    def to_json(self) -> dict[str, object]:
-        spec = {k: v for k, v in asdict(self.spec).items() if k != "data_dir"}
-        measured = {"seconds": self.seconds, "train_call_s": self.train_call_s, "test_f1": self.test_f1}
-        measured["peak_rss_bytes"] = self.peak_rss_bytes
-        return {**spec, **measured, "cache_nbytes": self.cache_nbytes}
+    epoch_train: int | None  # leading train sentences for the epoch times (None: all)
+    epoch_dev: int | None
+    epoch_epochs: int
+    quick: bool
 
 
 def _mib(nbytes: float) -> str:
@@ -174,10 +146,10 @@ def memory_table(results: Sequence[RunResult]) -> Table:
     return Table("Peak RSS per run", ["run", "peak RSS", "cache bytes", "bound", "within bound"], rows, notes)
 
 
-def suite_result(epoch_results: Sequence[RunResult], plan_json: dict, quick: bool) -> SuiteResult:
-    description = DESCRIPTION + quick_run_note(quick, "a smoke test on tiny slices for one epoch")
+def render(plan: TrainPlan, epoch_results: Sequence[RunResult]) -> SuiteResult:
+    description = DESCRIPTION + quick_run_note(plan.quick, "a smoke test on tiny slices for one epoch")
     data = {
-        "plan": plan_json,
+        "plan": {k: v for k, v in asdict(plan).items() if k != "quick"},
         "epoch_runs": [r.to_json() for r in epoch_results],
     }
     return SuiteResult(
