@@ -43,9 +43,9 @@ from flair.data import Dictionary
 from flair.models import LanguageModel
 from gensim.models import KeyedVectors
 
+from embedcache.atomic import AtomicFile
 from embedcache.data import datasets
 from embedcache.data.corpus import Corpus
-from embedcache.data.writers import AtomicFile
 from embedcache.embeddings import CharLMEmbeddings, TokenEmbedder, WordEmbeddings
 from embedcache.models.labels import TagDictionary
 from embedcache.models.tagger import SequenceTagger, TaggerConfig
