@@ -314,7 +314,7 @@ def reader_problems(out: Path, cache: Path) -> list[str]:
 
 
 def leftovers(out: Path, cache: Path) -> list[str]:
-    """Hidden temporary names (``.checkpoint.*``, ``.best-model.*``, ``.tmp-*``); not the cache locks."""
+    """Hidden temporary names (``.checkpoint.*``, ``.best-model.*``, ``.<fingerprint>.tmp-*``), not locks."""
     names = [p.name for p in out.iterdir() if p.name.startswith(".")] if out.is_dir() else []
     if cache.is_dir():
         names += [p.name for p in cache.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]
