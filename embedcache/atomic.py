@@ -13,9 +13,10 @@ atomic) and is renamed into place only when complete:
 Temporary names are ``.<target>.tmp-<pid>-<random>`` (a replaced directory is also retired as
 ``.<target>.old-<pid>`` where it cannot be swapped). The name carries the writer's pid, so the next writer of
 the same target tells a leftover (its process is gone) from a write in progress (its process runs) and
-deletes only leftovers (:func:`remove_leftovers`, run by every writer before it writes). A pid reused by a
-new process keeps a leftover until that process ends. pids of other machines cannot be checked: do not let
-writers on several hosts share one output directory.
+deletes only leftovers (:func:`remove_leftovers`, run by every writer before it writes; a cache build removes
+those of every target under its root, :func:`remove_all_leftovers`). A pid reused by a new process keeps a
+leftover until that process ends. pids of other machines cannot be checked: do not let writers on several
+hosts share one output directory.
 
 On any failure (an exception while writing, flushing, syncing, closing or renaming: a full disk too) the
 temporary is deleted and the target is left as it was. Files get the permissions an existing target had,
@@ -295,18 +296,23 @@ def temporary_prefix(target: Path) -> str:
     return f".{target.name}.tmp-{os.getpid()}-"
 
 
-def temporary_names(target: Path) -> re.Pattern[str]:
-    """The temporary names of every writer of ``target``; group 1 is the writer's pid."""
-    return re.compile(rf"\.{re.escape(target.name)}\.(?:tmp|old)-(\d+)(?:-.*)?")
-
-
 def remove_leftovers(target: Path) -> list[Path]:
     """Delete the temporary files and directories of ``target`` whose writing process no longer runs."""
-    pattern = temporary_names(target)
+    return _remove_dead(target.parent, rf"\.{re.escape(target.name)}\.(?:tmp|old)-(\d+)(?:-.*)?")
+
+
+def remove_all_leftovers(folder: Path) -> list[Path]:
+    """Delete the temporaries of every target in ``folder`` whose writing process no longer runs."""
+    return _remove_dead(folder, r"\..+\.(?:tmp|old)-(\d+)(?:-.*)?")
+
+
+def _remove_dead(folder: Path, names: str) -> list[Path]:
+    """Delete the entries of ``folder`` named ``names`` whose group 1, a pid, is no running process."""
+    pattern = re.compile(names)
     removed: list[Path] = []
-    if not target.parent.is_dir():
+    if not folder.is_dir():
         return removed
-    for path in target.parent.iterdir():
+    for path in folder.iterdir():
         match = pattern.fullmatch(path.name)
         if match and not process_running(int(match.group(1))):
             if path.is_dir() and not path.is_symlink():

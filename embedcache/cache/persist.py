@@ -19,18 +19,17 @@ never reads a stale cache. When no valid cache exists for the fingerprint, it is
 or, with ``rebuild=False``, :class:`CacheMissError` lists the caches that do exist there. Caches of other
 fingerprints are left alone (another run may still use them); delete old ones by hand.
 
-Safety: a cache is built in a temporary directory, flushed (``fsync``), and published with one atomic
-rename (:func:`embedcache.atomic.atomic_directory`), so a directory named by a fingerprint is complete or
-absent; a killed build leaves only a ``.<fingerprint>.tmp-*`` directory, which the next builder of that
-fingerprint removes. Builders of one fingerprint take
-an exclusive ``fcntl.flock`` on its lock file, so a second process waits, then finds and reuses the first
-one's cache. A published cache is read without the lock (publication is atomic), so a read-only cache
-directory can be shared. On every open the header, the file sizes, the sentence table (checksum, bounds) and
-the zero padding row are checked, and a store read into memory (``verify_now``) is checked against its block
-checksums; a failing cache is discarded with a warning and rebuilt. A mapped (``disk``) store is not hashed
-at open, which would defeat the memory map: each block is verified the first time a batch reads it, and a
-damaged one raises :class:`CorruptCacheError` naming the file and rows. ``flock`` makes this module
-POSIX-only, and on network filesystems it is only as reliable as their lock support.
+Safety: a cache is built in a temporary directory, flushed (``fsync``), and published with one atomic rename
+(:func:`embedcache.atomic.atomic_directory`), so a directory named by a fingerprint is complete or absent; a
+killed build leaves only a ``.<fingerprint>.tmp-*`` directory, which the next build under that root removes.
+Builders of one fingerprint take an exclusive ``fcntl.flock`` on its lock file, so a second process waits,
+then finds and reuses the first one's cache. A published cache is read without the lock (publication is
+atomic), so a read-only cache directory can be shared. On every open the header, the file sizes, the sentence
+table (checksum, bounds) and the zero padding row are checked, and a store read into memory (``verify_now``)
+is checked against its block checksums; a failing cache is discarded with a warning and rebuilt. A mapped
+(``disk``) store is not hashed at open, which would defeat the memory map: each block is verified the first
+time a batch reads it, and a damaged one raises :class:`CorruptCacheError` naming the file and rows. ``flock``
+makes this module POSIX-only, and on network filesystems it is only as reliable as their lock support.
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from embedcache.atomic import atomic_directory, remove_directory, remove_leftovers
+from embedcache.atomic import atomic_directory, remove_all_leftovers, remove_directory
 from embedcache.cache.corpus import CorpusTokens
 from embedcache.cache.integrity import BlockVerifier, CorruptCacheError, block_checksums, rows_per_block
 from embedcache.cache.placement import (
@@ -253,8 +252,8 @@ def build_lock(root: Path, fingerprint: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _remove_leftovers(root: Path, fingerprint: str) -> None:
-    for leftover in remove_leftovers(root / fingerprint):
+def _remove_leftovers(root: Path) -> None:
+    for leftover in remove_all_leftovers(root):  # of every fingerprint: their builders are gone
         logger.info("removed %s, left by an interrupted build", leftover)
 
 
@@ -339,7 +338,7 @@ def load_or_build(
                 others = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
                 raise _cache_miss(root, expected, f"caches there: {', '.join(others) or 'none'}")
             logger.info("building embedding cache %s under %s", expected.fingerprint, root)
-            _remove_leftovers(root, expected.fingerprint)
+            _remove_leftovers(root)
             header = dataclasses.replace(expected, sentences_sha256=table_sha256(table))
             _write_and_publish(root, header, table, fill)
             fresh = open_cache(published, header)
