@@ -43,6 +43,7 @@ from flair.data import Dictionary
 from flair.models import LanguageModel
 from gensim.models import KeyedVectors
 
+from embedcache.atomic import AtomicFile
 from embedcache.config_fields import (
     Override,
     RecipeError,
@@ -57,7 +58,6 @@ from embedcache.config_fields import (
 )
 from embedcache.data import datasets
 from embedcache.data.corpus import Corpus
-from embedcache.data.writers import AtomicFile
 from embedcache.embeddings import CharLMEmbeddings, TokenEmbedder, WordEmbeddings
 from embedcache.embeddings.train_words import WordVectorConfig
 from embedcache.models.labels import TagDictionary

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import torch
 from flair.data import Dictionary
 from flair.models import LanguageModel
 
-import embedcache.data.writers
+from embedcache.atomic import process_running
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Test models are tiny: intra-op threads only add synchronisation, and on a shared 2-core machine they
@@ -87,4 +89,13 @@ def outputs_on_a_full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
         os.close(full)
         return descriptor, path
 
-    monkeypatch.setattr(embedcache.data.writers.tempfile, "mkstemp", mkstemp_on_a_full_disk)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_on_a_full_disk)
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The pid of a process that has ended (a pid reused in the meantime would make the test fail)."""
+    process = subprocess.Popen([sys.executable, "-c", ""])
+    process.wait()
+    assert not process_running(process.pid)
+    return process.pid

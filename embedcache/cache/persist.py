@@ -8,7 +8,7 @@ Layout under the cache root (the ``path`` given to ``EmbeddingCache.build``)::
     <root>/<fingerprint>/vectors.bin    raw (n_tokens + 1, D) array, last row zero (see placement.py)
     <root>/<fingerprint>/sentences.npy  (n_sentences, 2) int64: first row and length of each sentence
     <root>/.<fingerprint>.lock          flock'd while a process checks or builds that cache (kept)
-    <root>/.tmp-<fingerprint>-<pid>-*   a build in progress, or the leftovers of a killed one
+    <root>/.<fingerprint>.tmp-<pid>-*   a build in progress, or the leftovers of a killed one
 
 The fingerprint covers everything that defines the vectors: each embedder's ``fingerprint()`` in order,
 the storage dtype, and the corpus as the LM reads it (token strings and spaces after them). It leaves out
@@ -19,17 +19,17 @@ never reads a stale cache. When no valid cache exists for the fingerprint, it is
 or, with ``rebuild=False``, :class:`CacheMissError` lists the caches that do exist there. Caches of other
 fingerprints are left alone (another run may still use them); delete old ones by hand.
 
-Safety: a cache is built in a temporary directory, flushed (``fsync``), and published with one atomic
-``os.replace``, so a directory named by a fingerprint is complete or absent; a killed build leaves only a
-``.tmp-*`` directory, which the next builder of that fingerprint removes. Builders of one fingerprint take
-an exclusive ``fcntl.flock`` on its lock file, so a second process waits, then finds and reuses the first
-one's cache. A published cache is read without the lock (publication is atomic), so a read-only cache
-directory can be shared. On every open the header, the file sizes, the sentence table (checksum, bounds) and
-the zero padding row are checked, and a store read into memory (``verify_now``) is checked against its block
-checksums; a failing cache is discarded with a warning and rebuilt. A mapped (``disk``) store is not hashed
-at open, which would defeat the memory map: each block is verified the first time a batch reads it, and a
-damaged one raises :class:`CorruptCacheError` naming the file and rows. ``flock`` makes this module
-POSIX-only, and on network filesystems it is only as reliable as their lock support.
+Safety: a cache is built in a temporary directory, flushed (``fsync``), and published with one atomic rename
+(:func:`embedcache.atomic.atomic_directory`), so a directory named by a fingerprint is complete or absent; a
+killed build leaves only a ``.<fingerprint>.tmp-*`` directory, which the next build under that root removes.
+Builders of one fingerprint take an exclusive ``fcntl.flock`` on its lock file, so a second process waits,
+then finds and reuses the first one's cache. A published cache is read without the lock (publication is
+atomic), so a read-only cache directory can be shared. On every open the header, the file sizes, the sentence
+table (checksum, bounds) and the zero padding row are checked, and a store read into memory (``verify_now``)
+is checked against its block checksums; a failing cache is discarded with a warning and rebuilt. A mapped
+(``disk``) store is not hashed at open, which would defeat the memory map: each block is verified the first
+time a batch reads it, and a damaged one raises :class:`CorruptCacheError` naming the file and rows. ``flock``
+makes this module POSIX-only, and on network filesystems it is only as reliable as their lock support.
 """
 
 from __future__ import annotations
@@ -40,8 +40,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
-import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -50,12 +48,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from embedcache.atomic import atomic_directory, remove_all_leftovers, remove_directory
 from embedcache.cache.corpus import CorpusTokens
 from embedcache.cache.integrity import BlockVerifier, CorruptCacheError, block_checksums, rows_per_block
 from embedcache.cache.placement import (
     create_mapped_file,
     dtype_name,
-    fsync_file,
     open_mapped_file,
     resolve_dtype,
     store_nbytes,
@@ -254,32 +252,15 @@ def build_lock(root: Path, fingerprint: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def _remove_leftovers(root: Path, fingerprint: str) -> None:
-    for leftover in root.glob(f".tmp-{fingerprint}-*"):
-        logger.info("removing %s, left by an interrupted build", leftover)
-        _remove(leftover)
-
-
-def _discard(published: Path) -> None:
-    """Move a bad cache out of the way atomically, then delete it (an interrupted delete is a leftover)."""
-    trash = published.parent / f".tmp-{published.name}-{os.getpid()}-{os.urandom(4).hex()}-discarded"
-    os.replace(published, trash)
-    _remove(trash)
+def _remove_leftovers(root: Path) -> None:
+    for leftover in remove_all_leftovers(root):  # of every fingerprint: their builders are gone
+        logger.info("removed %s, left by an interrupted build", leftover)
 
 
 def _write_and_publish(
     root: Path, header: CacheHeader, table: np.ndarray, fill: Callable[[torch.Tensor], None]
 ) -> None:
-    temporary = root / f".tmp-{header.fingerprint}-{os.getpid()}-{os.urandom(4).hex()}"
-    temporary.mkdir()
-    try:
+    with atomic_directory(root / header.fingerprint, fsync=True) as temporary:
         vectors = create_mapped_file(temporary / VECTORS_FILE, header.shape, header.torch_dtype)
         fill(vectors)
         block_rows = rows_per_block(header.dim * header.torch_dtype.itemsize)
@@ -289,13 +270,6 @@ def _write_and_publish(
         del vectors  # unmap: every row is now in the page cache
         np.save(temporary / SENTENCES_FILE, table)
         (temporary / HEADER_FILE).write_text(header.to_json(), encoding="utf-8")
-        for name in (VECTORS_FILE, SENTENCES_FILE, HEADER_FILE):
-            fsync_file(temporary / name)
-        os.replace(temporary, root / header.fingerprint)
-        fsync_file(root)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
 
 
 def cache_write_error(
@@ -359,12 +333,12 @@ def load_or_build(
                     if not rebuild:
                         raise _cache_miss(root, expected, f"the one there is corrupt: {error}") from error
                     logger.warning("discarding a corrupt embedding cache, rebuilding it: %s", error)
-                    _discard(published)
+                    remove_directory(published)
             if not rebuild:
                 others = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
                 raise _cache_miss(root, expected, f"caches there: {', '.join(others) or 'none'}")
             logger.info("building embedding cache %s under %s", expected.fingerprint, root)
-            _remove_leftovers(root, expected.fingerprint)
+            _remove_leftovers(root)
             header = dataclasses.replace(expected, sentences_sha256=table_sha256(table))
             _write_and_publish(root, header, table, fill)
             fresh = open_cache(published, header)

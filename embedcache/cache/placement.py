@@ -156,12 +156,3 @@ def anonymous_mapped_file(directory: Path, shape: tuple[int, int], dtype: torch.
     finally:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-
-
-def fsync_file(path: Path) -> None:
-    """Flush a file's data to the device, so a published cache survives a power cut, not just a crash."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from embedcache.atomic import AtomicFile
 from embedcache.cli.common import (
     EXIT_OK,
     BadInput,
@@ -20,7 +21,6 @@ from embedcache.cli.common import (
 from embedcache.cli.feedback import Feedback
 from embedcache.data.readers import STDIN, guess_format, read_documents
 from embedcache.data.sentence import TaggedSentence
-from embedcache.data.writers import AtomicFile
 
 EPILOG = """\
 examples:

@@ -23,6 +23,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from embedcache.atomic import AtomicFile
 from embedcache.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_OK,
@@ -52,7 +53,6 @@ from embedcache.data.readers import (
 from embedcache.data.tokenize import tokenize_document
 from embedcache.data.writers import (
     OUTPUT_FORMATS,
-    AtomicFile,
     OutputWriteError,
     pipeline_header,
     spool_file,

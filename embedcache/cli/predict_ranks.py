@@ -11,7 +11,7 @@ An input that fails (unreadable, malformed, over ``--max-memory``) is left out w
 a rank that meets the error reports it (one line) and the others' ranges of that input are skipped when
 joining. A rank that dies makes the others' next collective fail (or ``torchrun`` stops them); the launcher
 then prints one line, and removes the parts the killed ranks left (their names carry their pids, see
-:mod:`embedcache.temporaries`); ``--output`` is never touched.
+:mod:`embedcache.atomic`); ``--output`` is never touched.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from embedcache.atomic import AtomicFile, remove_leftovers
 from embedcache.cli.common import EXIT_BAD_INPUT, EXIT_OK, BadInput, note, one_line, resolve_model
 from embedcache.cli.feedback import Feedback
 from embedcache.data.conll import DataFormatError
 from embedcache.data.readers import STDIN, guess_format, read_documents
-from embedcache.data.writers import AtomicFile, pipeline_header
-from embedcache.temporaries import remove_leftovers
+from embedcache.data.writers import pipeline_header
 
 if TYPE_CHECKING:
     import torch

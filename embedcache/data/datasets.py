@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from embedcache.atomic import write_atomic
 from embedcache.data.conll import read_column_file, read_conllu
 from embedcache.data.corpus import Corpus
 
@@ -93,15 +94,16 @@ def ensure_files(folder: Path, urls: dict[str, str], download: bool) -> list[str
     folder.mkdir(parents=True, exist_ok=True)
     for name in missing:
         log.info("downloading %s", urls[name])
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{name}.", delete=False) as partial:
-            try:
-                with urllib.request.urlopen(urls[name], timeout=60) as response:
-                    shutil.copyfileobj(response, partial)
-            except BaseException:
-                Path(partial.name).unlink(missing_ok=True)
-                raise
-        os.replace(partial.name, folder / name)
+        write_atomic(folder / name, _downloader(urls[name]))
     return missing
+
+
+def _downloader(url: str) -> Callable[[Path], None]:
+    def download(path: Path) -> None:
+        with urllib.request.urlopen(url, timeout=60) as response, path.open("wb") as file:
+            shutil.copyfileobj(response, file)
+
+    return download
 
 
 def WNUT17(root: str | Path | None = None, download: bool = False) -> Corpus:

@@ -1,4 +1,4 @@
-"""Writing predictions: CoNLL columns, JSON lines and inline markup, to any text stream; atomic files.
+"""Writing predictions: CoNLL columns, JSON lines and inline markup, to any text stream.
 
 Each writer takes :class:`~embedcache.models.predict.Prediction` objects (what ``SequenceTagger.predict``
 returns) and writes them in order, one at a time, so a caller can stream chunk after chunk:
@@ -30,18 +30,15 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Literal, TextIO, get_args
 
+from embedcache.atomic import WriteError, named_text_stream
 from embedcache.data.inline import inline_markup
-from embedcache.temporaries import remove_leftovers, temporary_prefix
 
 if TYPE_CHECKING:  # types only: data sits upstream of models at run time
     from embedcache.models.labels import Scheme
@@ -173,32 +170,7 @@ def write_rows(
         raise ValueError(f"{format} output shows one model's labels; with several models use conll or jsonl")
 
 
-class OutputWriteError(OSError):
-    """An output could not be written (a full disk, a quota, an I/O error); ``filename`` is the output.
-
-    Nothing half-written is left behind: an :class:`AtomicFile` target keeps its old content.
-    """
-
-
-class _ErrorsNameTheOutput(io.FileIO):
-    """A temporary file whose write errors name the output it stands for (its own name means nothing)."""
-
-    def __init__(self, descriptor: int, output: Path, consequence: str) -> None:
-        super().__init__(descriptor, "r+")
-        self.output, self.consequence = output, consequence
-
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        try:
-            return super().write(data)
-        except OSError as error:
-            raise OutputWriteError(
-                error.errno, f"{error.strerror} ({self.consequence})", str(self.output)
-            ) from error
-
-
-def _text_stream(descriptor: int, output: Path, consequence: str) -> TextIO:
-    raw = _ErrorsNameTheOutput(descriptor, output, consequence)
-    return io.TextIOWrapper(io.BufferedRandom(raw), encoding="utf-8", newline="\n")
+OutputWriteError = WriteError  # an output that could not be written; ``filename`` is the output
 
 
 def spool_file() -> TextIO:
@@ -206,56 +178,6 @@ def spool_file() -> TextIO:
     descriptor, path = tempfile.mkstemp(prefix="embedcache-spool-")
     os.unlink(path)
     directory = Path(path).parent
-    return _text_stream(
+    return named_text_stream(
         descriptor, directory, "output is spooled here first; point TMPDIR at a disk with space"
     )
-
-
-class AtomicFile:
-    """A UTF-8 text file that appears whole or not at all.
-
-    It is written under a temporary name in the target's directory (so the final rename stays on one file
-    system) and renamed over ``path`` by :meth:`commit`. Leaving the ``with`` block without committing, on
-    an exception or by choice, deletes the temporary file and leaves ``path`` as it was. A write that fails
-    (a full disk) raises :class:`OutputWriteError` naming ``path``, and the ``with`` block then leaves no
-    temporary file. Temporary names follow :mod:`embedcache.temporaries`, so what a killed writer left is
-    removed by the next one.
-
-    Example:
-        >>> with AtomicFile("scores.json") as out:  # doctest: +SKIP
-        ...     out.stream.write(text)
-        ...     out.commit()
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        remove_leftovers(self.path)
-        descriptor, temporary = tempfile.mkstemp(prefix=temporary_prefix(self.path), dir=self.path.parent)
-        self.temporary = Path(temporary)
-        self.stream: TextIO = _text_stream(descriptor, self.path, "nothing was written to it")
-        self.committed = False
-
-    def __enter__(self) -> AtomicFile:
-        return self
-
-    def commit(self) -> None:
-        """Close the file and rename it over ``path`` (keeping the permissions an existing file had)."""
-        self.stream.close()  # the last buffered writes: a full disk shows here at the latest
-        mode = self.path.stat().st_mode & 0o7777 if self.path.is_file() else 0o666 & ~_umask()
-        os.chmod(self.temporary, mode)  # mkstemp makes 0600 files; the output should look like any other
-        os.replace(self.temporary, self.path)
-        self.committed = True
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        if not self.committed:
-            with contextlib.suppress(OSError):  # the unwritten rest goes with the file
-                self.stream.close()
-            self.temporary.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it
-    os.umask(mask)
-    return mask

@@ -19,6 +19,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from embedcache.atomic import atomic_files
 from embedcache.embeddings.char_language_model import RECURRENT_LAYERS, CharacterDictionary, CharLanguageModel
 from embedcache.embeddings.checkpoints import UnsafeCheckpointError, load_checkpoint
 from embedcache.lazy_imports import is_instance_of
@@ -198,7 +199,11 @@ def lm_settings(lm: CharLanguageModel | LanguageModel) -> dict[str, Any]:
 
 
 def save_language_model(lm: CharLanguageModel | LanguageModel, path: str | Path) -> None:
-    """Write ``path.safetensors`` (weights, no decoder) and ``path.json`` (configuration, characters)."""
+    """Write ``path.safetensors`` (weights, no decoder) and ``path.json`` (configuration, characters).
+
+    Both are staged and renamed into place, the ``.json`` (which :func:`load_language_model` reads first)
+    last.
+    """
     path = Path(path)
     config = {
         "format_version": LM_FORMAT_VERSION,
@@ -209,8 +214,12 @@ def save_language_model(lm: CharLanguageModel | LanguageModel, path: str | Path)
     weights = {
         k: v.detach().cpu().contiguous() for k, v in lm.state_dict().items() if not k.startswith("decoder.")
     }
-    save_file(weights, str(path.with_suffix(".safetensors")))
-    path.with_suffix(".json").write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")
+    with atomic_files(path.parent, last=path.with_suffix(".json").name) as staging:
+        staged = staging / path.name
+        save_file(weights, str(staged.with_suffix(".safetensors")))
+        staged.with_suffix(".json").write_text(
+            json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8"
+        )
 
 
 def load_language_model(path: str | Path) -> CharLanguageModel:

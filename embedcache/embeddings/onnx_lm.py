@@ -18,7 +18,8 @@ On disk, in one directory (the cache, or one written by ``embedcache export``)::
 ``fingerprint`` is the encoder's :meth:`~embedcache.embeddings.charlm.CharLMEncoder.lm_fingerprint` (the
 LM's weights, characters and options), so another LM never finds this file; ``sha256`` is checked on every
 load, so a damaged file is found before it is run. Both files are written under temporary names and renamed
-into place (:mod:`embedcache.temporaries`), the ``.json`` last: a file without its ``.json`` is unfinished.
+into place (:func:`embedcache.atomic.atomic_files`), the ``.json`` last: a file without its ``.json`` is
+unfinished.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
+from embedcache.atomic import atomic_files
 from embedcache.checksums import file_sha256
 from embedcache.embeddings.char_language_model import CharLanguageModel, Hidden
-from embedcache.temporaries import remove_leftovers, temporary_prefix
 
 if TYPE_CHECKING:
     from embedcache.embeddings.charlm import CharLMEncoder
@@ -132,23 +132,18 @@ def exported_lm(
 
 def write_export(lm: CharLanguageModel, export: ExportedLM) -> None:
     """Export ``lm`` (quantised for ``int8``) to ``export.model_path``, then write its ``.json``."""
-    export.directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(
-        prefix=temporary_prefix(export.model_path), dir=export.directory
-    ) as work:
-        fp32_path = Path(work) / "fp32.onnx"
-        _export_fp32(lm, fp32_path)
-        model_path = (
-            fp32_path if export.precision == "fp32" else _quantized(fp32_path, Path(work) / "int8.onnx")
-        )
+    with atomic_files(export.directory, last=export.meta_path.name) as staging:
+        model_path = staging / export.model_path.name
+        if export.precision == "fp32":
+            _export_fp32(lm, model_path)
+        else:
+            fp32_path = staging / "fp32.onnx"  # deleted with the staging directory on a failure
+            _export_fp32(lm, fp32_path)
+            _quantized(fp32_path, model_path)
+            fp32_path.unlink()
         meta = {"format": FORMAT, "fingerprint": export.fingerprint, "precision": export.precision,
                 "sha256": file_sha256(model_path)}  # fmt: skip
-        for target in (export.model_path, export.meta_path):
-            remove_leftovers(target)
-        os.replace(model_path, export.model_path)
-        meta_temporary = Path(work) / "meta.json"
-        meta_temporary.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-        os.replace(meta_temporary, export.meta_path)
+        (staging / export.meta_path.name).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
 
 class _LMStep(torch.nn.Module):

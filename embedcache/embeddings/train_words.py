@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 from gensim.models import FastText, KeyedVectors, Word2Vec
 from gensim.models.fasttext import save_facebook_model
 
+from embedcache.atomic import write_atomic
 from embedcache.config_fields import (
     RecipeError,
     Table,
@@ -134,16 +134,10 @@ def train_word_vectors(
     )
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    # Staged beside the target, so the rename is atomic and a cut run never leaves a half-written file.
-    staged = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial")
-    try:
-        if subwords is None:
-            vectors.save_word2vec_format(str(staged), binary=True)
-        else:
-            save_facebook_model(model, str(staged))
-        os.replace(staged, out_path)
-    finally:
-        staged.unlink(missing_ok=True)
+    if subwords is None:
+        write_atomic(out_path, lambda staged: vectors.save_word2vec_format(str(staged), binary=True))
+    else:
+        write_atomic(out_path, lambda staged: save_facebook_model(model, str(staged)))
     return vectors
 
 

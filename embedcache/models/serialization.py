@@ -10,20 +10,14 @@ Layout of a saved tagger::
       model_card.json        training data, scores, how the model was made (when the trainer wrote one)
 
 A directory is written under a temporary name (``.<name>.tmp-<pid>-*``) and swapped into place in one
-atomic ``renameat2(RENAME_EXCHANGE)`` on Linux, so a reader finds the old model or the new one, never half a
-model and never none. Where that call is missing (other systems, some filesystems) the old directory is
-first renamed away (``.<name>.old-<pid>``), leaving a moment with no model at the path. A process killed
-mid-save leaves only such hidden directories; the next save to that path removes those of dead processes.
+atomic ``renameat2(RENAME_EXCHANGE)`` on Linux (:func:`embedcache.atomic.atomic_directory`), so a reader
+finds the old model or the new one, never half a model and never none. A process killed mid-save leaves only
+hidden directories; the next save to that path removes those of dead processes.
 """
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from embedcache.atomic import atomic_directory
 from embedcache.embeddings.charlm import CharLMEncoder
 from embedcache.embeddings.language_model import (
     MAX_LAYERS,
@@ -44,7 +39,6 @@ from embedcache.embeddings.words import WordVectors
 from embedcache.models.catalog import resolve_model_path
 from embedcache.models.labels import TagDictionary
 from embedcache.models.tagger import SequenceTagger, TaggerConfig
-from embedcache.temporaries import remove_leftovers, temporary_prefix
 
 MODEL_FORMAT = "embedcache.sequence_tagger"
 MODEL_FORMAT_VERSION = 1
@@ -115,11 +109,7 @@ def save_tagger(tagger: SequenceTagger, path: str | Path, half: bool = False) ->
     loading casts them back to float32, so the model computes as before on weights rounded to float16.
     """
     check_saveable(tagger)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(target)
-    staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(target), dir=target.parent))
-    try:
+    with atomic_directory(path) as staging:
         entries = [_embedder_entry(e, i, staging) for i, e in enumerate(tagger.embeddings.embedders)]
         weights = {k: v.detach().cpu().contiguous() for k, v in tagger.state_dict().items()}
         save_file(
@@ -139,10 +129,6 @@ def save_tagger(tagger: SequenceTagger, path: str | Path, half: bool = False) ->
             _store_as_float16(staging)
         if getattr(tagger, "model_card", None):
             _write_json(staging / "model_card.json", tagger.model_card)
-        _publish(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def _store_as_float16(directory: Path) -> None:
@@ -151,36 +137,6 @@ def _store_as_float16(directory: Path) -> None:
         tensors = load_file(str(weights_path))
         half = {k: t.half() if t.dtype == torch.float32 else t for k, t in tensors.items()}
         save_file(half, str(weights_path))
-
-
-def _publish(staging: Path, target: Path) -> None:
-    """Swap the finished directory into place; the old one is removed only after the swap."""
-    if target.exists() and _exchange(staging, target):
-        shutil.rmtree(staging, ignore_errors=True)  # it holds the old model now
-        return
-    retired = None
-    if target.exists():
-        retired = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, retired)
-    os.replace(staging, target)
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
-
-
-_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
-_renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)  # glibc >= 2.28
-
-
-def _exchange(first: Path, second: Path) -> bool:
-    """Swap two existing paths atomically (Linux ``renameat2``); False where the system cannot."""
-    if _renameat2 is None:
-        return False
-    if _renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):  # no such call, or not on this filesystem
-        return False
-    raise OSError(code, os.strerror(code), str(first), None, str(second))
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -18,9 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -33,6 +30,7 @@ from flair.data import Dictionary
 from flair.models import LanguageModel
 from tqdm.auto import tqdm
 
+from embedcache.atomic import atomic_files
 from embedcache.embeddings.language_model import save_language_model
 from embedcache.training.char_lm_corpus import (
     DOCUMENT_DELIMITER,
@@ -352,17 +350,11 @@ def save_trained_lm(result: CharLMResult, config: CharLMConfig, state: dict[str,
         "finished": result.finished,
         "validation_curve": [{"step": s, "seconds": t, "bits_per_char": b} for s, t, b in result.curve],
     }
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as staging:
-        staged = Path(staging) / out.name
+    with atomic_files(out.parent, last=out.with_suffix(".json").name) as staging:
+        staged = staging / out.name
         save_language_model(result.lm, staged)
         result.lm.save(staged.with_suffix(".pt"))
         report = staged.with_name(f"{out.name}-training.json")
         report.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        shutil.copymode(report, staged.with_suffix(".safetensors"))  # safetensors writes 0600, not umask
-        staged_files = [staged.with_suffix(".safetensors"), staged.with_suffix(".pt"), report]
         if state is not None:
-            torch.save(state, staged_files[-1].with_name(resume_path(config).name))
-            staged_files.append(staged_files[-1].with_name(resume_path(config).name))
-        for path in staged_files:
-            os.replace(path, out.parent / path.name)
-        os.replace(staged.with_suffix(".json"), out.with_suffix(".json"))
+            torch.save(state, staging / resume_path(config).name)

@@ -8,14 +8,12 @@ reseeds its shuffling and dropout from the run's ``seed`` and the epoch's number
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from embedcache.temporaries import remove_leftovers, temporary_prefix
+from embedcache.atomic import write_atomic
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
@@ -31,19 +29,10 @@ def save_checkpoint(directory: Path, state: dict[str, Any]) -> Path:
 
     Temporary files of earlier writers that were killed mid-write are removed first.
     """
-    target = directory / CHECKPOINT_NAME
-    remove_leftovers(target)
-    handle, temporary = tempfile.mkstemp(prefix=temporary_prefix(target), dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save({"version": CHECKPOINT_VERSION, **state}, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
+    content = {"version": CHECKPOINT_VERSION, **state}
+    return write_atomic(
+        directory / CHECKPOINT_NAME, lambda temporary: torch.save(content, temporary), fsync=True
+    )
 
 
 def load_checkpoint(directory: Path) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from embedcache.data.writers import AtomicFile
+from embedcache.atomic import AtomicFile
 from embedcache.training.config import TrainingConfig
 from embedcache.training.distributed import RankInfo
 from embedcache.training.evaluation import Scores

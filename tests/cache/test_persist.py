@@ -57,7 +57,7 @@ def published(root: Path) -> list[Path]:
 
 
 def leftovers(root: Path) -> list[Path]:
-    return list(root.glob(".tmp-*"))
+    return list(root.glob(".*.tmp-*"))
 
 
 @pytest.fixture(scope="module", autouse=True)

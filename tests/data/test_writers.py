@@ -1,4 +1,4 @@
-"""Writers: exact CoNLL, JSON lines and inline markup for known predictions; atomic files."""
+"""Writers: exact CoNLL, JSON lines and inline markup for known predictions; the spool file."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 from embedcache.data.conll import read_column_file
 from embedcache.data.inline import inline_markup, parse_inline
 from embedcache.data.writers import (
-    AtomicFile,
     OutputWriteError,
     spool_file,
     write_conll,
@@ -120,37 +119,6 @@ def test_write_predictions_picks_the_writer_and_refuses_unknown_formats():
     assert stream.getvalue() == "[a|DET] [big|ADJ] [dog|NOUN]\n"
     with pytest.raises(ValueError, match="unknown output format 'xml'"):
         write_predictions([sentence()], stream, "xml")  # type: ignore[arg-type]
-
-
-def test_atomic_file_appears_whole_on_commit_and_not_at_all_otherwise(tmp_path):
-    target = tmp_path / "out.txt"
-    target.write_text("old", encoding="utf-8")
-    with pytest.raises(RuntimeError), AtomicFile(target) as out:
-        out.stream.write("half")
-        raise RuntimeError("interrupted")
-    with AtomicFile(target) as out:
-        out.stream.write("not committed")
-    assert target.read_text(encoding="utf-8") == "old"
-    with AtomicFile(target) as out:
-        out.stream.write("new")
-        out.commit()
-    assert target.read_text(encoding="utf-8") == "new"
-    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
-
-
-@pytest.mark.parametrize("size", [10, 100_000], ids=["fails at commit", "fails while writing"])
-def test_a_full_disk_leaves_the_old_file_and_no_temporary_and_names_the_target(
-    tmp_path, outputs_on_a_full_disk, size
-):
-    target = tmp_path / "out.txt"
-    target.write_text("old", encoding="utf-8")
-    with pytest.raises(OutputWriteError) as raised, AtomicFile(target) as out:
-        out.stream.write("x" * size)
-        out.commit()
-    assert (raised.value.errno, raised.value.filename) == (errno.ENOSPC, str(target))
-    assert raised.value.strerror == "No space left on device (nothing was written to it)"
-    assert target.read_text(encoding="utf-8") == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
 
 def test_a_full_temporary_directory_is_named_when_spooling(outputs_on_a_full_disk):

@@ -89,7 +89,7 @@ def finish(process, out: Path, log: Path) -> dict:
 
 
 def building(cache: Path) -> bool:
-    return any((p / "vectors.bin").exists() for p in cache.glob(".tmp-*"))
+    return any((p / "vectors.bin").exists() for p in cache.glob(".*.tmp-*"))
 
 
 def published(cache: Path) -> list[Path]:
@@ -120,7 +120,7 @@ def test_two_predicting_processes_share_one_model_and_one_cache(fork_server, sha
     assert len(alone["tags"]) == N_SENTENCES and not alone["reused"]
     assert (first["reused"], second["reused"]) == (False, True)
     assert first["tags"] == second["tags"] == alone["tags"]
-    assert len(published(cache)) == 1 and not list(cache.glob(".tmp-*"))
+    assert len(published(cache)) == 1 and not list(cache.glob(".*.tmp-*"))
 
 
 @pytest.mark.slow
@@ -138,4 +138,4 @@ def test_a_cache_being_rebuilt_is_not_read_half_built(fork_server, shared, tmp_p
     alone = json.loads(shared["alone"].read_text(encoding="utf-8"))
     assert (first["reused"], second["reused"]) == (False, True)
     assert first["tags"] == second["tags"] == alone["tags"]
-    assert published(cache) == [directory] and not list(cache.glob(".tmp-*"))
+    assert published(cache) == [directory] and not list(cache.glob(".*.tmp-*"))

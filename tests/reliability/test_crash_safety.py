@@ -21,9 +21,9 @@ import pytest
 import torch
 
 import embedcache as ec
-import embedcache.models.serialization as serialization
+import embedcache.atomic as atomic
+from embedcache.atomic import remove_leftovers
 from embedcache.models.tagger import SequenceTagger
-from embedcache.temporaries import process_running, remove_leftovers
 from embedcache.training.checkpoint import load_checkpoint, save_checkpoint
 from tests.conftest import make_lm
 from tests.reliability.train_worker import PLANS
@@ -84,15 +84,6 @@ def test_resumed_runs_end_with_the_uninterrupted_model_and_no_temporary_files(
         assert final["predicted_tokens"] == final["test_tokens"] > 0, seed
 
 
-@pytest.fixture
-def dead_pid() -> int:
-    """The pid of a process that has ended (a pid reused in the meantime would make the test fail)."""
-    process = subprocess.Popen([sys.executable, "-c", ""])
-    process.wait()
-    assert not process_running(process.pid)
-    return process.pid
-
-
 def test_leftovers_of_dead_writers_go_and_those_of_running_ones_stay(tmp_path: Path, dead_pid: int) -> None:
     target = tmp_path / "checkpoint.pt"
     dead_file = tmp_path / f".checkpoint.pt.tmp-{dead_pid}-x1"
@@ -123,17 +114,17 @@ def tiny_tagger(seed: int) -> SequenceTagger:
 def test_a_model_is_replaced_in_one_swap_and_killed_saves_are_cleaned_up(
     tmp_path: Path, dead_pid: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if serialization._renameat2 is None:
+    if atomic._renameat2 is None:
         pytest.skip("no renameat2 here: the two-rename fallback is tested below")
     target = tmp_path / "model"
     tiny_tagger(0).save(target)
     (tmp_path / f".model.tmp-{dead_pid}-q").mkdir()  # what a save killed before its swap leaves
     (tmp_path / f".model.old-{dead_pid}").mkdir()  # ... and one killed between the fallback's renames
-    replaced: list[tuple[str, str]] = []
-    monkeypatch.setattr(serialization.os, "replace", lambda a, b: replaced.append((a, b)))
+    retired: list[Path] = []
+    monkeypatch.setattr(atomic, "_retire", retired.append)
     newer = tiny_tagger(1)
     newer.save(target)
-    assert replaced == []  # no moment without a model at the path: it was swapped in, not renamed twice
+    assert retired == []  # no moment without a model at the path: it was swapped in, not renamed twice
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
     loaded = SequenceTagger.load(target)
     assert torch.equal(loaded.emission.weight, newer.emission.weight)
@@ -142,7 +133,7 @@ def test_a_model_is_replaced_in_one_swap_and_killed_saves_are_cleaned_up(
 def test_without_renameat2_a_model_is_still_replaced_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(serialization, "_renameat2", None)
+    monkeypatch.setattr(atomic, "_renameat2", None)
     target = tmp_path / "model"
     tiny_tagger(0).save(target)
     newer = tiny_tagger(1)

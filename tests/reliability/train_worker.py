@@ -42,6 +42,7 @@ from safetensors.torch import save as save_bytes
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for tests.conftest
 
 import embedcache as ec
+import embedcache.atomic as atomic
 import embedcache.models.serialization as serialization
 from embedcache.cache import EmbeddingCache
 from embedcache.cache.persist import open_cache
@@ -187,25 +188,27 @@ def install_probe(probe: Probe) -> None:
 
     serialization.save_file = save_file
 
-    original_publish = serialization._publish
+    original_swap_in = atomic._swap_in
 
-    def publish(staging, target):
+    def swap_in(staging, target):
+        if target.name not in MODELS:  # a cache
+            return original_swap_in(staging, target)
         if probe.due("model-publish"):
             probe.pause()  # the new model complete under its temporary name, the old one in place
-        original_publish(staging, target)
+        original_swap_in(staging, target)
         probe.mark("training")
 
-    serialization._publish = publish
+    atomic._swap_in = swap_in
 
-    original_exchange = serialization._exchange
+    original_exchange = atomic._exchange
 
     def exchange(first, second):
         swapped = original_exchange(first, second)
-        if swapped and probe.due("model-swap"):
+        if swapped and Path(second).name in MODELS and probe.due("model-swap"):
             probe.pause()  # the new model in place, the old one not yet deleted
         return swapped
 
-    serialization._exchange = exchange
+    atomic._exchange = exchange
 
     original_load = SequenceTagger.load.__func__
 
@@ -314,7 +317,7 @@ def reader_problems(out: Path, cache: Path) -> list[str]:
 
 
 def leftovers(out: Path, cache: Path) -> list[str]:
-    """Hidden temporary names (``.checkpoint.*``, ``.best-model.*``, ``.tmp-*``); not the cache locks."""
+    """Hidden temporary names (``.checkpoint.*``, ``.best-model.*``, ``.<fingerprint>.tmp-*``), not locks."""
     names = [p.name for p in out.iterdir() if p.name.startswith(".")] if out.is_dir() else []
     if cache.is_dir():
         names += [p.name for p in cache.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]
