@@ -20,7 +20,7 @@ _EXPORTS = {
     "Corpus": ".data.corpus",
     "EmbeddingCache": ".cache.embedding_cache",
     "EmbeddingStack": ".embeddings.stack",
-    "Pipeline": ".models.pipeline",
+    "Pipeline": ".inference.pipeline",
     "SequenceTagger": ".models.tagger",
     "StorageMode": ".settings",
     "TagDictionary": ".models.labels",

@@ -45,8 +45,8 @@ from gensim.models import KeyedVectors
 
 from embedcache.data import datasets
 from embedcache.data.corpus import Corpus
-from embedcache.data.writers import AtomicFile
 from embedcache.embeddings import CharLMEmbeddings, TokenEmbedder, WordEmbeddings
+from embedcache.inference.writers import AtomicFile
 from embedcache.models.labels import TagDictionary
 from embedcache.models.tagger import SequenceTagger, TaggerConfig
 from embedcache.training import Trainer, TrainingConfig, TrainingResult

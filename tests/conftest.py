@@ -11,7 +11,7 @@ import torch
 from flair.data import Dictionary
 from flair.models import LanguageModel
 
-import embedcache.data.writers
+import embedcache.inference.writers
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Test models are tiny: intra-op threads only add synchronisation, and on a shared 2-core machine they
@@ -87,4 +87,4 @@ def outputs_on_a_full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
         os.close(full)
         return descriptor, path
 
-    monkeypatch.setattr(embedcache.data.writers.tempfile, "mkstemp", mkstemp_on_a_full_disk)
+    monkeypatch.setattr(embedcache.inference.writers.tempfile, "mkstemp", mkstemp_on_a_full_disk)

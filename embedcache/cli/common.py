@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch and the models are imported by the commands that load one, not for --help
     import torch
 
+    from embedcache.inference.pipeline import Pipeline, WeightBytes
     from embedcache.models.backends import Backend
-    from embedcache.models.pipeline import Pipeline, WeightBytes
     from embedcache.models.tagger import SequenceTagger
 
 from embedcache.models.catalog import DEFAULT_MODEL, resolve_model_path
@@ -143,7 +143,7 @@ def load_pipeline(
     Raises:
         BadInput: a model that cannot be loaded, or one given twice.
     """
-    from embedcache.models.pipeline import Pipeline
+    from embedcache.inference.pipeline import Pipeline
 
     taggers = [load_model(spec, device, backend, int8, onnx_dir) for spec in specs]
     tag_types = [tagger.tag_type for tagger in taggers]

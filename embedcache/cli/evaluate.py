@@ -20,7 +20,7 @@ from embedcache.cli.common import (
 from embedcache.cli.feedback import Feedback
 from embedcache.data.readers import STDIN, guess_format, read_documents
 from embedcache.data.sentence import TaggedSentence
-from embedcache.data.writers import AtomicFile
+from embedcache.inference.writers import AtomicFile
 
 EPILOG = """\
 examples:
@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from embedcache.models.predict import predict
+    from embedcache.inference.predict import predict
     from embedcache.training.evaluation import evaluate_tags
 
     output = checked_output(args.output, [args.data]) if args.output is not None else None

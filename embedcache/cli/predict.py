@@ -9,7 +9,7 @@ temporary file beside the target, an input that fails is cut off again, and the 
 target at the end (not at all when every input failed). On stdout each input is spooled to an anonymous
 temporary file and copied out once it is fully tagged.
 
-Several ``--model``s run as one :class:`~embedcache.models.pipeline.Pipeline` (shared LMs computed once);
+Several ``--model``s run as one :class:`~embedcache.inference.pipeline.Pipeline` (shared LMs computed once);
 ``--nproc N`` shards the documents over N processes (:mod:`embedcache.cli.predict_ranks`).
 """
 
@@ -50,7 +50,7 @@ from embedcache.data.readers import (
     read_documents,
 )
 from embedcache.data.tokenize import tokenize_document
-from embedcache.data.writers import (
+from embedcache.inference.writers import (
     OUTPUT_FORMATS,
     AtomicFile,
     OutputWriteError,
@@ -60,8 +60,8 @@ from embedcache.data.writers import (
 )
 
 if TYPE_CHECKING:  # torch and the models are imported when a model is loaded, not for --help
-    from embedcache.models.pipeline import Pipeline
-    from embedcache.models.predict import Prediction
+    from embedcache.inference.pipeline import Pipeline
+    from embedcache.inference.predict import Prediction
 
 EPILOG = r"""\
 examples:
@@ -251,8 +251,8 @@ def _predict_chunk(
     Predictions of input lines (raw text, lines of tokens) keep the line's text, offsets and source, so
     that the writers can mark which line each sentence came from.
     """
-    from embedcache.models.predict import predict_many
-    from embedcache.models.predict_budget import InputOverBudgetError
+    from embedcache.inference.predict import predict_many
+    from embedcache.inference.predict_budget import InputOverBudgetError
 
     items = [document.text if document.sentence is None else document.sentence for document in chunk]
     try:

@@ -30,13 +30,13 @@ from embedcache.cli.common import EXIT_BAD_INPUT, EXIT_OK, BadInput, note, one_l
 from embedcache.cli.feedback import Feedback
 from embedcache.data.conll import DataFormatError
 from embedcache.data.readers import STDIN, guess_format, read_documents
-from embedcache.data.writers import AtomicFile, pipeline_header
+from embedcache.inference.writers import AtomicFile, pipeline_header
 from embedcache.temporaries import remove_leftovers
 
 if TYPE_CHECKING:
     import torch
 
-    from embedcache.models.pipeline import Pipeline
+    from embedcache.inference.pipeline import Pipeline
 
 TagInput = Callable[..., None]
 """``embedcache.cli.predict._tag_input``: tags documents ``start:stop`` of an input into a stream."""

@@ -26,8 +26,8 @@ from embedcache.settings import StorageMode
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from embedcache.inference.predict import PredictInput, Prediction
     from embedcache.models.backends import Backend
-    from embedcache.models.predict import PredictInput, Prediction
 
 
 Decoding = Literal["embedcache", "flair"]
@@ -193,12 +193,12 @@ class SequenceTagger(torch.nn.Module):
         memory_budget_bytes: int | None = None,
         label_name: str | None = None,
     ) -> list[Prediction]:
-        """Tag raw strings, token lists or Flair sentences; see :func:`embedcache.models.predict.predict`.
+        """Tag raw strings, token lists or Flair sentences; see :func:`embedcache.inference.predict.predict`.
 
         Flair sentences are labelled as Flair labels them, replacing earlier labels of ``label_name``
         (default: the tag type).
         """
-        from embedcache.models.predict import predict
+        from embedcache.inference.predict import predict
 
         return predict(
             self, inputs, batch_size, storage_mode, device, progress, memory_budget_bytes, label_name

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from embedcache.data.conll import read_column_file
-from embedcache.data.inline import parse_inline
 from embedcache.data.tokenize import tokenize_document
+from embedcache.inference.inline import parse_inline
 from embedcache.models.tagger import SequenceTagger
 from tests.cli.conftest import RunCli, conll_sentences
 

@@ -7,8 +7,8 @@ import torch
 
 import embedcache as ec
 from embedcache.embeddings.charlm import CharLMEncoder
+from embedcache.inference.pipeline import Pipeline, tagger_columns
 from embedcache.models.labels import TagDictionary
-from embedcache.models.pipeline import Pipeline, tagger_columns
 from embedcache.models.tagger import SequenceTagger
 from tests.conftest import make_lm
 

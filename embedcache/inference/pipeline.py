@@ -33,7 +33,7 @@ from embedcache.embeddings.gather import gather_padded
 from embedcache.embeddings.stack import EmbeddingStack
 
 if TYPE_CHECKING:
-    from embedcache.models.predict import PredictInput, Prediction
+    from embedcache.inference.predict import PredictInput, Prediction
     from embedcache.models.tagger import SequenceTagger
     from embedcache.settings import StorageMode
 
@@ -131,7 +131,7 @@ class Pipeline:
         The same driver as :meth:`SequenceTagger.predict` (sorting, batching, out-of-memory halving, the
         memory budget); Flair sentences get one label type per tagger (its tag type).
         """
-        from embedcache.models.predict import predict_many
+        from embedcache.inference.predict import predict_many
 
         return predict_many(self, inputs, batch_size, storage_mode, device, progress, memory_budget_bytes)
 

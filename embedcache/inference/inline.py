@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # types only: data sits upstream of models at run time
+    from embedcache.inference.predict import Prediction
     from embedcache.models.labels import Scheme
-    from embedcache.models.predict import Prediction
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "[": "\\[", "]": "\\]", "|": "\\|"})
 

@@ -7,7 +7,7 @@ removed, spans (span schemes) or tokens (plain tags, but ``O`` and ``_``) get th
 scores, readable with ``sentence.get_spans(name)`` / ``token.get_label(name)``. One :class:`Prediction`
 comes back per input.
 
-One driver serves one tagger and a :class:`~embedcache.models.pipeline.Pipeline` of several: a tagger is a
+One driver serves one tagger and a :class:`~embedcache.inference.pipeline.Pipeline` of several: a tagger is a
 pipeline of one, and each batch is embedded once for all the pipeline's taggers.
 """
 
@@ -23,14 +23,14 @@ from tqdm.auto import tqdm
 
 from embedcache.data.sentence import TaggedSentence
 from embedcache.data.tokenize import tokenize_document
-from embedcache.lazy_imports import is_instance_of
-from embedcache.models.labels import Scheme, Span, flair_spans_from_tags, spans_from_tags
-from embedcache.models.pipeline import Pipeline
-from embedcache.models.predict_budget import (
+from embedcache.inference.pipeline import Pipeline
+from embedcache.inference.predict_budget import (
     InputOverBudgetError,
     budgeted_batch_size,
     lm_input_chars,
 )
+from embedcache.lazy_imports import is_instance_of
+from embedcache.models.labels import Scheme, Span, flair_spans_from_tags, spans_from_tags
 from embedcache.settings import StorageMode, storage_mode
 
 if TYPE_CHECKING:
@@ -220,7 +220,7 @@ def predict(
         device: move the tagger there first (``None``: where it is).
         progress: show a progress bar.
         memory_budget_bytes: a cap on the transient tensors (LM states, activations) of a batch: the batch
-            size is lowered to fit (the arithmetic: :mod:`embedcache.models.predict_budget`), and nothing
+            size is lowered to fit (the arithmetic: :mod:`embedcache.inference.predict_budget`), and nothing
             is tagged if one input holds a sentence that alone needs more; ``None``: ``batch_size`` as given.
         label_name: the label type flair ``Sentence`` inputs get (replacing earlier labels of that type, as
             Flair does); ``None``: ``tagger.tag_type``.

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from embedcache.data.sentence import TaggedSentence
-from embedcache.models.pipeline import Pipeline
+from embedcache.inference.pipeline import Pipeline
 
 if TYPE_CHECKING:
     from embedcache.models.tagger import SequenceTagger

@@ -1,6 +1,6 @@
 """Writing predictions: CoNLL columns, JSON lines and inline markup, to any text stream; atomic files.
 
-Each writer takes :class:`~embedcache.models.predict.Prediction` objects (what ``SequenceTagger.predict``
+Each writer takes :class:`~embedcache.inference.predict.Prediction` objects (what ``SequenceTagger.predict``
 returns) and writes them in order, one at a time, so a caller can stream chunk after chunk:
 
 - ``conll``: ``token<TAB>tag`` per line, an empty line after each sentence. A prediction of an input line
@@ -12,9 +12,9 @@ returns) and writes them in order, one at a time, so a caller can stream chunk a
 - ``jsonl``: one JSON object per prediction (:meth:`Prediction.to_json`: text, tokens, tags, confidences,
   token offsets into the input text where there was one, and for span schemes the spans);
 - ``inline``: one line per prediction, the text with ``[STRETCH|LABEL]`` markup (see
-  :mod:`embedcache.data.inline`).
+  :mod:`embedcache.inference.inline`).
 
-Several models over the same inputs (a :class:`~embedcache.models.pipeline.Pipeline`) are written by
+Several models over the same inputs (a :class:`~embedcache.inference.pipeline.Pipeline`) are written by
 :func:`write_rows`, one row of predictions per input: CoNLL gets one tag column per model, in order, named by
 :func:`pipeline_header`; a JSON line gets one key per model. Inline markup shows one model's labels and is
 refused for several.
@@ -40,12 +40,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, TextIO, get_args
 
-from embedcache.data.inline import inline_markup
+from embedcache.inference.inline import inline_markup
 from embedcache.temporaries import remove_leftovers, temporary_prefix
 
 if TYPE_CHECKING:  # types only: data sits upstream of models at run time
+    from embedcache.inference.predict import Prediction
     from embedcache.models.labels import Scheme
-    from embedcache.models.predict import Prediction
 
 OutputFormat = Literal["conll", "jsonl", "inline"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
@@ -120,7 +120,7 @@ def _pipeline_record(row: Sequence[Prediction], names: Sequence[str], schemes: S
 
 
 def write_inline(predictions: Iterable[Prediction], stream: TextIO, scheme: Scheme = "BIO") -> None:
-    """One line of :func:`~embedcache.data.inline.inline_markup` per prediction."""
+    """One line of :func:`~embedcache.inference.inline.inline_markup` per prediction."""
     for prediction in predictions:
         stream.write(inline_markup(prediction, scheme))
         stream.write("\n")
