@@ -9,8 +9,7 @@ The data flows one way: text → tokens (:mod:`embedcache.data`) → LM states �
 """
 
 from embedcache.lazy_imports import lazy_exports
-
-__version__ = "0.1.0"
+from embedcache.version import __version__ as __version__
 
 _EXPORTS = {
     "STORAGE_MODES": ".settings",
@@ -21,7 +20,7 @@ _EXPORTS = {
     "EmbeddingCache": ".cache.embedding_cache",
     "EmbeddingStack": ".embeddings.stack",
     "Pipeline": ".inference.pipeline",
-    "SequenceTagger": ".models.tagger",
+    "SequenceTagger": ".inference.tagger",
     "StorageMode": ".settings",
     "TagDictionary": ".models.labels",
     "TaggedSentence": ".data.sentence",

@@ -46,9 +46,10 @@ from gensim.models import KeyedVectors
 from embedcache.data import datasets
 from embedcache.data.corpus import Corpus
 from embedcache.embeddings import CharLMEmbeddings, TokenEmbedder, WordEmbeddings
+from embedcache.inference.tagger import SequenceTagger
 from embedcache.inference.writers import AtomicFile
 from embedcache.models.labels import TagDictionary
-from embedcache.models.tagger import SequenceTagger, TaggerConfig
+from embedcache.models.tagger import TaggerConfig
 from embedcache.training import Trainer, TrainingConfig, TrainingResult
 from embedcache.training.distributed import is_main_process
 
@@ -406,7 +407,7 @@ def _model_card(
     training: dict[str, Any],
 ) -> dict[str, Any]:
     """What the model is, where its data comes from (with license and citation) and how it was made."""
-    from embedcache import __version__
+    from embedcache.version import __version__
 
     return {
         "name": recipe.name,

@@ -22,10 +22,10 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 
-from embedcache import __version__
 from embedcache.cli import convert, download, evaluate, export, info, predict, profile, train
 from embedcache.cli.common import EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, one_line, positive_int
 from embedcache.lazy_imports import is_instance_of
+from embedcache.version import __version__
 
 __all__ = ["build_parser", "main"]
 

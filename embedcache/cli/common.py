@@ -14,8 +14,8 @@ if TYPE_CHECKING:  # torch and the models are imported by the commands that load
     import torch
 
     from embedcache.inference.pipeline import Pipeline, WeightBytes
+    from embedcache.inference.tagger import SequenceTagger
     from embedcache.models.backends import Backend
-    from embedcache.models.tagger import SequenceTagger
 
 from embedcache.models.catalog import DEFAULT_MODEL, resolve_model_path
 
@@ -117,8 +117,8 @@ def load_model(
             ONNX Runtime or with a damaged export (:class:`OnnxBackendError`).
     """
     from embedcache.embeddings.onnx_lm import OnnxBackendError
+    from embedcache.inference.tagger import SequenceTagger
     from embedcache.models.serialization import ModelFormatError
-    from embedcache.models.tagger import SequenceTagger
 
     path = resolve_model(spec)
     if int8 and backend != "onnx":

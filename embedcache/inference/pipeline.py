@@ -34,7 +34,7 @@ from embedcache.embeddings.stack import EmbeddingStack
 
 if TYPE_CHECKING:
     from embedcache.inference.predict import PredictInput, Prediction
-    from embedcache.models.tagger import SequenceTagger
+    from embedcache.models.tagger import TaggerNetwork
     from embedcache.settings import StorageMode
 
 
@@ -69,7 +69,7 @@ class Pipeline:
         ValueError: no tagger, or names that are not one distinct name per tagger.
     """
 
-    def __init__(self, taggers: Sequence[SequenceTagger], names: Sequence[str] | None = None) -> None:
+    def __init__(self, taggers: Sequence[TaggerNetwork], names: Sequence[str] | None = None) -> None:
         self.taggers = list(taggers)
         if not self.taggers:
             raise ValueError("a pipeline needs at least one tagger")
@@ -136,7 +136,7 @@ class Pipeline:
         return predict_many(self, inputs, batch_size, storage_mode, device, progress, memory_budget_bytes)
 
 
-def share_embedders(taggers: Sequence[SequenceTagger]) -> tuple[list[TokenEmbedder], list[list[int]]]:
+def share_embedders(taggers: Sequence[TaggerNetwork]) -> tuple[list[TokenEmbedder], list[list[int]]]:
     """The distinct embedders of ``taggers`` (first copy kept) and, per tagger, the indices of its own.
 
     Taggers holding a duplicate get a new :class:`EmbeddingStack` of the kept copies, so the duplicate's

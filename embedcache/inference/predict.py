@@ -36,7 +36,7 @@ from embedcache.settings import StorageMode, storage_mode
 if TYPE_CHECKING:
     from flair.data import Sentence
 
-    from embedcache.models.tagger import SequenceTagger
+    from embedcache.models.tagger import TaggerNetwork
 
     PredictItem = str | Sequence[str] | TaggedSentence | Sentence
     PredictInput = PredictItem | Sequence[PredictItem]
@@ -200,7 +200,7 @@ def _tag_batch(
 
 
 def predict(
-    tagger: SequenceTagger,
+    tagger: TaggerNetwork,
     inputs: PredictInput,
     batch_size: int = 32,
     mode: StorageMode = "none",
@@ -298,7 +298,7 @@ def predict_many(
 SpanReader = Callable[[list[str], list[float]], list[Span]]
 
 
-def _span_reader(tagger: SequenceTagger) -> SpanReader:
+def _span_reader(tagger: TaggerNetwork) -> SpanReader:
     """How this tagger's spans are read from its tags: conlleval's way, or Flair's for converted models.
 
     Plain tags have no spans: a plain tag labels its token, and one-token "spans" would repeat the tags.

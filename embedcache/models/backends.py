@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import torch
 
@@ -27,21 +27,23 @@ from embedcache.embeddings.onnx_lm import (
 )
 
 if TYPE_CHECKING:
-    from embedcache.models.tagger import SequenceTagger
+    from embedcache.models.tagger import TaggerNetwork
+
+Network = TypeVar("Network", bound="TaggerNetwork")
 
 Backend = Literal["torch", "onnx"]
 BACKENDS: tuple[Backend, ...] = ("torch", "onnx")
 
 
 def use_backend(
-    tagger: SequenceTagger,
+    tagger: Network,
     backend: Backend,
     *,
     int8: bool = False,
     onnx_dir: str | Path | None = None,
     threads: int | None = None,
     concurrent_lms: bool | None = None,
-) -> SequenceTagger:
+) -> Network:
     """Run ``tagger``'s char LMs on ``backend`` from now on; returns the tagger.
 
     Args:
@@ -80,7 +82,7 @@ def use_backend(
     return tagger
 
 
-def export_lms(tagger: SequenceTagger, directory: str | Path, int8: bool = False) -> list[ExportedLM]:
+def export_lms(tagger: TaggerNetwork, directory: str | Path, int8: bool = False) -> list[ExportedLM]:
     """Export ``tagger``'s char LMs to ``directory`` for ``use_backend(..., onnx_dir=directory)``.
 
     LMs already exported there, intact, are kept; damaged ones are written again.
@@ -90,7 +92,7 @@ def export_lms(tagger: SequenceTagger, directory: str | Path, int8: bool = False
     return [exported_lm(encoder, precision, Path(directory)) for encoder in _char_lm_encoders(tagger)]
 
 
-def _char_lm_encoders(tagger: SequenceTagger) -> list[CharLMEncoder]:
+def _char_lm_encoders(tagger: TaggerNetwork) -> list[CharLMEncoder]:
     """The tagger's char LM encoders, also those inside Flair faces (``CharLMEmbeddings.encoder``)."""
     cores = (getattr(e, "encoder", e) for e in tagger.embeddings.embedders)
     return [core for core in cores if isinstance(core, CharLMEncoder)]

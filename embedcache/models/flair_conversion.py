@@ -28,7 +28,7 @@ import logging
 import pickle
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import flair
 import torch
@@ -41,9 +41,11 @@ from embedcache.embeddings.flair_adapters import UnsupportedFlairEmbeddings
 from embedcache.embeddings.stack import as_embedders
 from embedcache.models.labels import FLAIR_SPECIAL_TAGS, Scheme, TagDictionary, detect_scheme
 from embedcache.models.serialization import check_saveable, save_tagger
-from embedcache.models.tagger import SequenceTagger
+from embedcache.models.tagger import TaggerNetwork
 
 log = logging.getLogger(__name__)
+
+Network = TypeVar("Network", bound=TaggerNetwork)
 
 # What a Flair tagger checkpoint holds beyond an LM's: the torch version in its model card.
 FLAIR_TAGGER_ALLOWED_GLOBALS: list[Any] = [*flair_lm_allowed_globals(), TorchVersion]
@@ -119,11 +121,12 @@ def _flair_tagger(model: object, path: Path) -> FlairSequenceTagger:
     return model
 
 
-def tagger_from_flair(flair_tagger: FlairSequenceTagger) -> SequenceTagger:
+def tagger_from_flair(flair_tagger: FlairSequenceTagger, network: type[Network]) -> Network:
     """An embedcache tagger with the Flair tagger's embeddings, weights and tags; it predicts what Flair does.
 
     The embeddings are adapted (see :mod:`embedcache.embeddings.flair_adapters`) and share the Flair
-    objects' weights; the tagger's own weights are copied.
+    objects' weights; the tagger's own weights are copied. ``network`` is the class built:
+    :class:`TaggerNetwork`, or ``SequenceTagger.from_flair``'s own class.
 
     Raises:
         FlairConversionError: an RNN, tag set, option or embedding embedcache's tagger does not have.
@@ -135,7 +138,7 @@ def tagger_from_flair(flair_tagger: FlairSequenceTagger) -> SequenceTagger:
         raise FlairConversionError(str(error)) from error
     items = flair_tagger.label_dictionary.get_items()
     tags = TagDictionary(items, _scheme(flair_tagger, items))
-    tagger = SequenceTagger(
+    tagger = network(
         embedders,
         tags,
         flair_tagger.tag_type,
@@ -178,7 +181,7 @@ def _scheme(flair_tagger: FlairSequenceTagger, tags: list[str]) -> Scheme:
 
 
 @torch.no_grad()
-def _copy_weights(flair_tagger: FlairSequenceTagger, tagger: SequenceTagger, items: list[str]) -> None:
+def _copy_weights(flair_tagger: FlairSequenceTagger, tagger: TaggerNetwork, items: list[str]) -> None:
     if flair_tagger.reproject_embeddings:
         tagger.reproject.load_state_dict(flair_tagger.embedding2nn.state_dict())
     if flair_tagger.use_rnn:
@@ -203,7 +206,7 @@ def _provenance(flair_tagger: FlairSequenceTagger) -> dict[str, Any]:
 
 def convert_flair_tagger_file(
     source: str | Path, target: str | Path, *, trust_pickle: bool = False
-) -> SequenceTagger:
+) -> TaggerNetwork:
     """Convert a Flair tagger file into an embedcache model directory (safetensors + JSON) at ``target``.
 
     The model card records the source file, its sha256 and the conversion date. The directory is written
@@ -214,7 +217,7 @@ def convert_flair_tagger_file(
             also when the tagger uses embeddings that embedcache model files cannot hold.
     """
     source = Path(source)
-    tagger = tagger_from_flair(load_flair_tagger(source, trust_pickle=trust_pickle))
+    tagger = tagger_from_flair(load_flair_tagger(source, trust_pickle=trust_pickle), TaggerNetwork)
     try:
         check_saveable(tagger)
     except TypeError as error:

@@ -25,7 +25,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -43,8 +43,11 @@ from embedcache.embeddings.language_model import (
 from embedcache.embeddings.words import WordVectors
 from embedcache.models.catalog import resolve_model_path
 from embedcache.models.labels import TagDictionary
-from embedcache.models.tagger import SequenceTagger, TaggerConfig
+from embedcache.models.tagger import TaggerConfig, TaggerNetwork
 from embedcache.temporaries import remove_leftovers, temporary_prefix
+from embedcache.version import __version__
+
+Network = TypeVar("Network", bound=TaggerNetwork)
 
 MODEL_FORMAT = "embedcache.sequence_tagger"
 MODEL_FORMAT_VERSION = 1
@@ -55,7 +58,7 @@ class ModelFormatError(ValueError):
     """A model directory that is not one, is damaged, or comes from an unsupported format version."""
 
 
-def check_saveable(tagger: SequenceTagger) -> None:
+def check_saveable(tagger: TaggerNetwork) -> None:
     """Refuse, before any work, a tagger whose embedders a model directory cannot hold.
 
     Model files hold character LMs and word vectors; other embedders (Flair embeddings run through the
@@ -108,7 +111,7 @@ def _embedder_entry(embedder: object, index: int, directory: Path) -> dict[str, 
     return {"type": "words", "file": stem, "params": core.to_params()}
 
 
-def save_tagger(tagger: SequenceTagger, path: str | Path) -> None:
+def save_tagger(tagger: TaggerNetwork, path: str | Path) -> None:
     """Write ``tagger`` to the directory ``path`` atomically (replacing an older model there)."""
     check_saveable(tagger)
     target = Path(path)
@@ -125,7 +128,7 @@ def save_tagger(tagger: SequenceTagger, path: str | Path) -> None:
         config = {
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
-            "embedcache_version": _package_version(),
+            "embedcache_version": __version__,
             "tagger": tagger.hyperparameters(),
             "tags": tagger.tags.to_json(),
             "embeddings": entries,
@@ -171,12 +174,6 @@ def _exchange(first: Path, second: Path) -> bool:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
-
-
-def _package_version() -> str:
-    from embedcache import __version__
-
-    return __version__
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -290,7 +287,7 @@ def _tagger_weight_shapes(
 ) -> WeightShapes:
     """The tagger's own weights (not its embedders') for ``config``, built on the meta device: no memory."""
     with torch.device("meta"):
-        skeleton = SequenceTagger(embedders, tags, **config.__dict__)
+        skeleton = TaggerNetwork(embedders, tags, **config.__dict__)
     return {
         name: (tuple(tensor.shape), tensor.dtype)
         for name, tensor in skeleton.state_dict().items()
@@ -298,8 +295,12 @@ def _tagger_weight_shapes(
     }
 
 
-def load_tagger(path: str | Path, device: str | torch.device | None = None) -> SequenceTagger:
+def load_tagger(
+    path: str | Path, network: type[Network], device: str | torch.device | None = None
+) -> Network:
     """Load a tagger saved by :func:`save_tagger` (or a bundled model by name); never unpickles.
+
+    ``network`` is the class built: :class:`TaggerNetwork`, or ``SequenceTagger.load``'s own class.
 
     Raises:
         FileNotFoundError: no such directory and no bundled model of that name.
@@ -320,7 +321,7 @@ def load_tagger(path: str | Path, device: str | torch.device | None = None) -> S
         # Every weight the config implies must be in the file, with its shape and dtype, before any is made.
         expected = _tagger_weight_shapes(embedders, tags, tagger_config)
         check_weight_shapes(weights_file_shapes(weights_path), expected, weights_path, config_path)
-        tagger = SequenceTagger(embedders, tags, **tagger_config.__dict__)
+        tagger = network(embedders, tags, **tagger_config.__dict__)
         tagger.load_state_dict(load_file(str(weights_path)), strict=False)  # the embedders have theirs
     except (SafetensorError, OSError, KeyError, TypeError, ValueError, RuntimeError) as error:
         if isinstance(error, ModelFormatError):

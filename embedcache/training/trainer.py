@@ -26,11 +26,11 @@ from embedcache.cache import EmbeddingCache, estimate
 from embedcache.cache.budget import choose_placement
 from embedcache.data.corpus import Corpus
 from embedcache.data.sentence import TaggedSentence
+from embedcache.inference.tagger import SequenceTagger
 from embedcache.inference.writers import AtomicFile
 from embedcache.lazy_imports import is_instance_of
 from embedcache.models.backends import use_backend
 from embedcache.models.serialization import check_saveable
-from embedcache.models.tagger import SequenceTagger
 from embedcache.settings import storage_mode
 from embedcache.training.batches import (
     BatchSource,

@@ -11,7 +11,7 @@ import pytest
 from embedcache.data.conll import read_column_file
 from embedcache.data.tokenize import tokenize_document
 from embedcache.inference.inline import parse_inline
-from embedcache.models.tagger import SequenceTagger
+from embedcache.inference.tagger import SequenceTagger
 from tests.cli.conftest import RunCli, conll_sentences
 
 SENTENCES = [

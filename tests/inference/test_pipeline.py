@@ -8,8 +8,8 @@ import torch
 import embedcache as ec
 from embedcache.embeddings.charlm import CharLMEncoder
 from embedcache.inference.pipeline import Pipeline, tagger_columns
+from embedcache.inference.tagger import SequenceTagger
 from embedcache.models.labels import TagDictionary
-from embedcache.models.tagger import SequenceTagger
 from tests.conftest import make_lm
 
 TEXTS = ["Anna lives in Rome. She likes it.", "", "Bob met Carol at the U.N. in New York on Monday !", "x"]

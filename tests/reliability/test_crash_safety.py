@@ -22,7 +22,7 @@ import torch
 
 import embedcache as ec
 import embedcache.models.serialization as serialization
-from embedcache.models.tagger import SequenceTagger
+from embedcache.inference.tagger import SequenceTagger
 from embedcache.temporaries import process_running, remove_leftovers
 from embedcache.training.checkpoint import load_checkpoint, save_checkpoint
 from tests.conftest import make_lm

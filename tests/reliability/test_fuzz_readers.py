@@ -27,9 +27,9 @@ from embedcache.data.readers import InputFormat, read_documents
 from embedcache.data.tokenize import tokenize_document
 from embedcache.inference.inline import inline_markup, parse_inline
 from embedcache.inference.predict import Prediction
+from embedcache.inference.tagger import SequenceTagger
 from embedcache.inference.writers import write_conll, write_jsonl
 from embedcache.models.labels import Span, TagDictionary
-from embedcache.models.tagger import SequenceTagger
 from tests.conftest import make_lm
 from tests.reliability.strategies import fuzz_settings, hostile_text, hostile_token
 

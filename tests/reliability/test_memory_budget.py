@@ -32,8 +32,8 @@ from embedcache.inference.predict_budget import (
     sentence_nbytes,
     transient_widths,
 )
+from embedcache.inference.tagger import SequenceTagger
 from embedcache.models.labels import TagDictionary
-from embedcache.models.tagger import SequenceTagger
 from embedcache.training import Trainer
 from tests import peak_rss
 from tests.conftest import REPO_ROOT, make_lm
