@@ -25,7 +25,7 @@ from bench.report import SuiteResult, Table, format_ratio, format_seconds, quick
 from bench.suites.predict import cli_executable, entity_types
 from embedcache.data.datasets import WNUT17
 from embedcache.embeddings.charlm import CharLMEncoder
-from embedcache.inference.pipeline import WeightBytes
+from embedcache.inference.tagger_group import WeightBytes
 from embedcache.models.labels import TagDictionary
 from embedcache.recipes import random_char_lm
 

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch and the models are imported by the commands that load one, not for --help
     import torch
 
-    from embedcache.inference.pipeline import Pipeline, WeightBytes
+    from embedcache.inference.pipeline import Pipeline
     from embedcache.inference.tagger import SequenceTagger
+    from embedcache.inference.tagger_group import WeightBytes
     from embedcache.models.backends import Backend
 
 from embedcache.models.catalog import DEFAULT_MODEL, resolve_model_path

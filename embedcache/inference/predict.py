@@ -23,12 +23,12 @@ from tqdm.auto import tqdm
 
 from embedcache.data.sentence import TaggedSentence
 from embedcache.data.tokenize import tokenize_document
-from embedcache.inference.pipeline import Pipeline
 from embedcache.inference.predict_budget import (
     InputOverBudgetError,
     budgeted_batch_size,
     lm_input_chars,
 )
+from embedcache.inference.tagger_group import TaggerGroup
 from embedcache.lazy_imports import is_instance_of
 from embedcache.models.labels import Scheme, Span, flair_spans_from_tags, spans_from_tags
 from embedcache.settings import StorageMode, storage_mode
@@ -145,7 +145,7 @@ Tagged = tuple[list[str], list[float]]
 
 
 def tag_sentences(
-    pipeline: Pipeline,
+    pipeline: TaggerGroup,
     sentences: list[TaggedSentence],
     batch_size: int = 32,
     progress: bool = False,
@@ -183,7 +183,7 @@ def tag_sentences(
 
 
 def _tag_batch(
-    pipeline: Pipeline, sentences: list[TaggedSentence], batch: list[int], results: list[list[Tagged]]
+    pipeline: TaggerGroup, sentences: list[TaggedSentence], batch: list[int], results: list[list[Tagged]]
 ) -> None:
     """Tag the sentences ``batch`` indexes with every tagger and put the results into ``results``."""
     non_empty = [i for i in batch if len(sentences[i])]
@@ -234,14 +234,14 @@ def predict(
     """
     label_names = None if label_name is None else [label_name]
     per_input = predict_many(
-        Pipeline([tagger]), inputs, batch_size, mode, device, progress, memory_budget_bytes, label_names,
+        TaggerGroup([tagger]), inputs, batch_size, mode, device, progress, memory_budget_bytes, label_names,
         on_batch,
     )  # fmt: skip
     return [prediction for (prediction,) in per_input]
 
 
 def predict_many(
-    pipeline: Pipeline,
+    pipeline: TaggerGroup,
     inputs: PredictInput,
     batch_size: int = 32,
     mode: StorageMode = "none",

@@ -7,8 +7,9 @@ import torch
 
 import embedcache as ec
 from embedcache.embeddings.charlm import CharLMEncoder
-from embedcache.inference.pipeline import Pipeline, tagger_columns
+from embedcache.inference.pipeline import Pipeline
 from embedcache.inference.tagger import SequenceTagger
+from embedcache.inference.tagger_group import tagger_columns
 from embedcache.models.labels import TagDictionary
 from tests.conftest import make_lm
 
