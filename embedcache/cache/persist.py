@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from embedcache.cache.corpus import CorpusTokens
+from embedcache.cache.corpus_tokens import CorpusTokens
 from embedcache.cache.integrity import BlockVerifier, CorruptCacheError, block_checksums, rows_per_block
 from embedcache.cache.placement import (
     create_mapped_file,

@@ -262,7 +262,7 @@ def _is_zip_archive(path: Path) -> bool:
         return stream.read(4) == b"PK\x03\x04"
 
 
-def load_checkpoint(path: str | Path, allowed_globals: Iterable[Any] | None = None) -> Any:
+def load_allowlisted_checkpoint(path: str | Path, allowed_globals: Iterable[Any] | None = None) -> Any:
     """``torch.load(path, weights_only=True)`` for protocol-4 checkpoints, with an allow-list of classes.
 
     ``allowed_globals`` defaults to :func:`flair_lm_allowed_globals`.

@@ -3,8 +3,9 @@
 embedcache's own format is a ``.safetensors`` file of weights beside a ``.json`` file of the configuration and
 the character dictionary: nothing to unpickle. It loads into the native
 :class:`~embedcache.embeddings.char_language_model.CharLanguageModel`, without importing Flair. Flair
-checkpoints are pickles; they are read with :func:`embedcache.embeddings.checkpoints.load_checkpoint`
-(``torch.load(weights_only=True)`` with an allow-list) into Flair's own ``LanguageModel``, the class Flair
+checkpoints are pickles; they are read with
+:func:`embedcache.embeddings.checkpoints.load_allowlisted_checkpoint` (``torch.load(weights_only=True)`` with
+an allow-list) into Flair's own ``LanguageModel``, the class Flair
 users and LM training work with. Either class feeds :class:`~embedcache.embeddings.charlm.CharLMEncoder`.
 """
 
@@ -20,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from embedcache.embeddings.char_language_model import RECURRENT_LAYERS, CharacterDictionary, CharLanguageModel
-from embedcache.embeddings.checkpoints import UnsafeCheckpointError, load_checkpoint
+from embedcache.embeddings.checkpoints import UnsafeCheckpointError, load_allowlisted_checkpoint
 from embedcache.lazy_imports import is_instance_of
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ def load_flair_checkpoint(path: str | Path, *, trust_remote_pickle: bool = False
 
     path = Path(path)
     try:
-        state = load_checkpoint(path)
+        state = load_allowlisted_checkpoint(path)
     except UnsafeCheckpointError:
         if not trust_remote_pickle:
             raise

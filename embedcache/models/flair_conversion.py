@@ -36,7 +36,11 @@ from flair.models import SequenceTagger as FlairSequenceTagger
 from torch.torch_version import TorchVersion
 
 from embedcache.checksums import file_sha256
-from embedcache.embeddings.checkpoints import UnsafeCheckpointError, flair_lm_allowed_globals, load_checkpoint
+from embedcache.embeddings.checkpoints import (
+    UnsafeCheckpointError,
+    flair_lm_allowed_globals,
+    load_allowlisted_checkpoint,
+)
 from embedcache.embeddings.flair_adapters import UnsupportedFlairEmbeddings
 from embedcache.embeddings.stack import as_embedders
 from embedcache.models.labels import FLAIR_SPECIAL_TAGS, Scheme, TagDictionary, detect_scheme
@@ -71,7 +75,7 @@ def load_flair_tagger(path: str | Path, *, trust_pickle: bool = False) -> FlairS
     """
     path = Path(path)
     try:
-        state = load_checkpoint(path, FLAIR_TAGGER_ALLOWED_GLOBALS)
+        state = load_allowlisted_checkpoint(path, FLAIR_TAGGER_ALLOWED_GLOBALS)
     except UnsafeCheckpointError as error:
         if not trust_pickle:
             raise UnsafeCheckpointError(
