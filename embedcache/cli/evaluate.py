@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Literal
 
 from embedcache.cli.common import (
     EXIT_OK,
@@ -89,7 +90,8 @@ def _gold_sentences(data: str, format: str) -> list[TaggedSentence]:
             f"{data}: cannot tell the format from the name; pass --format conll or --format conllu"
         )
     stdin = stdin_bytes() if data == STDIN else None
-    sentences = [document.sentence for document in read_documents(data, input_format, stdin=stdin)]
+    gold_format: Literal["conll", "conllu"] = "conll" if input_format == "conll" else "conllu"
+    sentences = [document.sentence for document in read_documents(data, gold_format, stdin=stdin)]
     for sentence in sentences:
         if sentence is None or sentence.tags is None:
             raise BadInput(f"{data}: no gold tag column (one token per line needs token<TAB>tag)")

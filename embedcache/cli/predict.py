@@ -60,6 +60,7 @@ from embedcache.inference.writers import (
 )
 
 if TYPE_CHECKING:  # torch and the models are imported when a model is loaded, not for --help
+    from embedcache.data.sentence import TaggedSentence
     from embedcache.inference.pipeline import Pipeline
     from embedcache.inference.predict import Prediction
 
@@ -254,7 +255,7 @@ def _predict_chunk(
     from embedcache.inference.predict import predict_many
     from embedcache.inference.predict_budget import InputOverBudgetError
 
-    items = [document.text if document.sentence is None else document.sentence for document in chunk]
+    items = [_predict_item(document) for document in chunk]
     try:
         rows = predict_many(
             pipeline, items, args.batch_size, args.storage_mode, memory_budget_bytes=args.max_memory,
@@ -273,6 +274,14 @@ def _predict_chunk(
             if document.sentence is not None:  # a line of tokens: keep its text and offsets
                 prediction.text, prediction.offsets = document.text, document.sentence.offsets
     return rows
+
+
+def _predict_item(document: Document) -> str | TaggedSentence:
+    """What the tagger takes of a document: its tokens when given, else its line of raw text."""
+    if document.sentence is not None:
+        return document.sentence
+    assert document.text is not None  # a document without tokens is a line of raw text
+    return document.text
 
 
 def _raise_for_untokenisable_line(chunk: list[Document]) -> None:

@@ -24,7 +24,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, TypeGuard
 
 from embedcache.cli.common import EXIT_BAD_INPUT, EXIT_OK, BadInput, note, one_line, resolve_model
 from embedcache.cli.feedback import Feedback
@@ -169,7 +169,7 @@ def _document_counts(sources: Sequence[str], args: argparse.Namespace, report: b
     return counts
 
 
-def _names_a_file(error: Exception) -> bool:
+def _names_a_file(error: Exception) -> TypeGuard[OSError]:
     """An error opening or reading an input file: reported as ``FILE: reason``, as without ``--nproc``."""
     return isinstance(error, OSError) and error.filename is not None
 

@@ -127,6 +127,7 @@ def to_protocol_2(stream: bytes) -> bytes:
     strings_on_top: list[str] = []  # strings pushed since the last non-string op, for STACK_GLOBAL
     memo: dict[int, str | int] = {}  # original slot -> literal string, or renumbered slot
     next_slot = 0
+    arg: Any  # each opcode's argument: a str, bytes or int as the opcode says (None for none)
     for opcode, arg, _ in pickletools.genops(stream):
         name = opcode.name
         if name == "PROTO":

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
-from embedcache.data.sentence import TaggedSentence
+from embedcache.data.sentence import TaggedSentence, is_flair_sentence
 from embedcache.data.tokenize import tokenize_document
 from embedcache.inference.predict_budget import (
     InputOverBudgetError,
@@ -29,7 +29,6 @@ from embedcache.inference.predict_budget import (
     lm_input_chars,
 )
 from embedcache.inference.tagger_group import TaggerGroup
-from embedcache.lazy_imports import is_instance_of
 from embedcache.models.labels import Scheme, Span, flair_spans_from_tags, spans_from_tags
 from embedcache.settings import StorageMode, storage_mode
 
@@ -115,7 +114,7 @@ def _sentences_of(item: PredictItem, position: int) -> tuple[list[TaggedSentence
         return tokenize_document(item, source=f"input {position}"), item
     if isinstance(item, TaggedSentence):
         return [item], None
-    if _is_flair_sentence(item):
+    if is_flair_sentence(item):
         tokens = [token.text for token in item.tokens]
         return [TaggedSentence(tokens, None, [t.whitespace_after for t in item.tokens])], None
     if isinstance(item, Sequence) and all(isinstance(token, str) for token in item):
@@ -126,13 +125,10 @@ def _sentences_of(item: PredictItem, position: int) -> tuple[list[TaggedSentence
     )
 
 
-def _is_flair_sentence(item: object) -> bool:
-    """A ``flair.data.Sentence``, told without importing Flair (only Flair users have one)."""
-    return is_instance_of(item, "flair.data", "Sentence")
-
-
 def _as_items(inputs: PredictInput) -> list[PredictItem]:
-    if isinstance(inputs, (str, TaggedSentence)) or _is_flair_sentence(inputs):
+    if isinstance(inputs, (str, TaggedSentence)):
+        return [inputs]
+    if is_flair_sentence(inputs):
         return [inputs]
     items = list(inputs)
     if items and all(isinstance(token, str) for token in items) and not isinstance(inputs, list):
@@ -193,10 +189,10 @@ def _tag_batch(
     inputs, lengths = pipeline.embed([s.tokens for s in chosen], [s.whitespace_after for s in chosen])
     for k, (tagger, padded) in enumerate(zip(pipeline.taggers, inputs, strict=True)):
         tag_ids, confidences = tagger.decode(padded, lengths)
-        tag_ids, confidences = tag_ids.cpu().tolist(), confidences.cpu().tolist()
+        ids, confidence_lists = tag_ids.cpu().tolist(), confidences.cpu().tolist()
         for row, index in enumerate(non_empty):
             n = len(sentences[index])
-            results[index][k] = (tagger.tags.decode(tag_ids[row][:n]), confidences[row][:n])
+            results[index][k] = (tagger.tags.decode(ids[row][:n]), confidence_lists[row][:n])
 
 
 def predict(
@@ -283,12 +279,12 @@ def predict_many(
     label_names = label_names or [tagger.tag_type for tagger in taggers]
     results = []
     for item, (sentences, text) in zip(items, per_item, strict=True):
-        by_tagger = list(zip(*[next(tagged) for _ in sentences], strict=True)) or [[]] * len(taggers)
+        by_tagger = list(zip(*[next(tagged) for _ in sentences], strict=True)) or [()] * len(taggers)
         predictions = tuple(
             _assemble(sentences, list(tagged_k), read_spans, text)
             for tagged_k, read_spans in zip(by_tagger, readers, strict=True)
         )
-        if _is_flair_sentence(item):
+        if is_flair_sentence(item):
             for tagger, prediction, name in zip(taggers, predictions, label_names, strict=True):
                 _label_flair_sentence(item, prediction, name, tagger.tags.scheme)
         results.append(predictions)

@@ -38,7 +38,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, TextIO, get_args
+from typing import TYPE_CHECKING, Any, Literal, TextIO, get_args
 
 from embedcache.inference.inline import inline_markup
 from embedcache.temporaries import remove_leftovers, temporary_prefix
@@ -113,7 +113,7 @@ def _write_json_lines(records: Iterable[dict[str, object]], stream: TextIO) -> N
 def _pipeline_record(row: Sequence[Prediction], names: Sequence[str], schemes: Sequence[Scheme]) -> dict:
     """The input's text, tokens and offsets once, then per model name its tags, confidences and spans."""
     first = row[0].to_json(schemes[0])
-    record = {key: first[key] for key in ("text", "tokens", "offsets") if key in first}
+    record: dict[str, Any] = {key: first[key] for key in ("text", "tokens", "offsets") if key in first}
     for name, prediction, scheme in zip(names, row, schemes, strict=True):
         record[name] = {k: v for k, v in prediction.to_json(scheme).items() if k not in record}
     return record

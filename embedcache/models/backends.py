@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 import torch
 
+from embedcache.embeddings.char_language_model import CharLanguageModel
 from embedcache.embeddings.charlm import CharLMEncoder
 from embedcache.embeddings.onnx_lm import (
     ExportedLM,
     OnnxBackendError,
     OnnxCharLM,
+    Precision,
     exported_lm,
     import_onnxruntime,
 )
@@ -77,6 +79,7 @@ def use_backend(
     directory = None if onnx_dir is None else Path(onnx_dir)
     for encoder in encoders:
         export = exported_lm(encoder, "int8" if int8 else "fp32", directory, rebuild=directory is None)
+        assert isinstance(encoder.lm, CharLanguageModel)  # exported_lm refuses a Flair LM
         encoder.run_lm_with(OnnxCharLM(export, encoder.lm, session_threads))
     tagger.embeddings.concurrent = concurrent
     return tagger
@@ -88,7 +91,7 @@ def export_lms(tagger: TaggerNetwork, directory: str | Path, int8: bool = False)
     LMs already exported there, intact, are kept; damaged ones are written again.
     """
     import_onnxruntime()
-    precision = "int8" if int8 else "fp32"
+    precision: Precision = "int8" if int8 else "fp32"
     return [exported_lm(encoder, precision, Path(directory)) for encoder in _char_lm_encoders(tagger)]
 
 

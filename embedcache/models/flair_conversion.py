@@ -188,10 +188,10 @@ def _scheme(flair_tagger: FlairSequenceTagger, tags: list[str]) -> Scheme:
 def _copy_weights(flair_tagger: FlairSequenceTagger, tagger: TaggerNetwork, items: list[str]) -> None:
     if flair_tagger.reproject_embeddings:
         tagger.reproject.load_state_dict(flair_tagger.embedding2nn.state_dict())
-    if flair_tagger.use_rnn:
+    if tagger.rnn is not None:  # built with Flair's use_rnn
         tagger.rnn.load_state_dict(flair_tagger.rnn.state_dict())
     tagger.emission.load_state_dict(flair_tagger.linear.state_dict())
-    if flair_tagger.use_crf:
+    if tagger.crf is not None:  # built with Flair's use_crf
         transitions = flair_tagger.crf.transitions  # [to, from]
         tagger.crf.transitions.copy_(transitions.t())  # [from, to]
         tagger.crf.start_transitions.copy_(transitions[:, items.index(_START)])
@@ -229,6 +229,8 @@ def convert_flair_tagger_file(
             f"{source}: {error}; embedcache runs this tagger in memory (ec.SequenceTagger.from_flair) but "
             "cannot write it as a model directory"
         ) from error
-    tagger.model_card["converted_from"].update(source=str(source), sha256=file_sha256(source))
+    converted_from = tagger.model_card["converted_from"]
+    assert isinstance(converted_from, dict)  # tagger_from_flair's provenance
+    converted_from.update(source=str(source), sha256=file_sha256(source))
     save_tagger(tagger, target)
     return tagger

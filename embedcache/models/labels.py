@@ -339,4 +339,6 @@ class TagDictionary:
             return cls.from_flair(tags)  # type: ignore[arg-type]
         if isinstance(tags, str):
             raise TypeError(f"expected a sequence of tags, got the string {tags!r}")
+        if not isinstance(tags, Sequence):
+            raise TypeError(f"expected a sequence of tags, got a {type(tags).__name__}")
         return cls(tags)

@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -214,7 +215,7 @@ def _checked_tagger_config(config: dict[str, Any], source: Path) -> TaggerConfig
         raise ModelFormatError(f"{source}: 'tagger' must be an object")
     for key, largest in (("hidden_size", _MAX_HIDDEN), ("rnn_layers", MAX_LAYERS)):
         value = raw.get(key)
-        if not _is_int(value) or not 0 < value <= largest:
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= largest:
             raise ModelFormatError(f"{source}: tagger {key}={value!r} is not an integer in 1..{largest}")
     try:
         return TaggerConfig(**raw)
@@ -234,11 +235,11 @@ def _check_types(values: dict[str, Any], types: dict[str, type | tuple[type, ...
             raise ModelFormatError(f"{where}: {key!r} is {value!r}, expected {expected}")
 
 
-_CHARLM_OPTION_TYPES = {
+_CHARLM_OPTION_TYPES: dict[str, type | tuple[type, ...]] = {
     "chars_per_chunk": int, "with_whitespace": bool, "tokenized_lm": bool, "is_lower": bool,
     "fine_tune": bool, "name": (str, type(None)),
 }  # fmt: skip
-_WORDS_PARAM_TYPES = {
+_WORDS_PARAM_TYPES: dict[str, type | tuple[type, ...]] = {
     "vocabulary": list, "embedding_length": int, "lowercase_fallback": bool, "subword": (list, type(None)),
     "name": (str, type(None)),
 }  # fmt: skip
@@ -251,13 +252,13 @@ def _word_table_shapes(params: dict[str, Any], where: str) -> WeightShapes:
     subword, dim = params["subword"], params["embedding_length"]
     if subword is not None and (len(subword) != 3 or not all(_is_int(n) and n > 0 for n in subword)):
         raise ModelFormatError(f"{where}: 'subword' must be [min_n, max_n, buckets], got {subword!r}")
-    shapes = {"vectors": ((len(params["vocabulary"]) + 1, dim), torch.float32)}
+    shapes: WeightShapes = {"vectors": ((len(params["vocabulary"]) + 1, dim), torch.float32)}
     if subword is not None:
         shapes["ngram_vectors"] = ((subword[2], dim), torch.float32)
     return shapes
 
 
-def _load_embedder(entry: object, directory: Path) -> torch.nn.Module:
+def _load_embedder(entry: object, directory: Path) -> CharLMEncoder | WordVectors:
     config_path = directory / "config.json"
     if not isinstance(entry, dict):
         raise ModelFormatError(f"{config_path}: an embedding entry must be an object, got {entry!r}")
@@ -283,7 +284,7 @@ def _load_embedder(entry: object, directory: Path) -> torch.nn.Module:
 
 
 def _tagger_weight_shapes(
-    embedders: list[torch.nn.Module], tags: TagDictionary, config: TaggerConfig
+    embedders: Sequence[CharLMEncoder | WordVectors], tags: TagDictionary, config: TaggerConfig
 ) -> WeightShapes:
     """The tagger's own weights (not its embedders') for ``config``, built on the meta device: no memory."""
     with torch.device("meta"):
