@@ -16,6 +16,8 @@ from embedcache.settings import StorageMode
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from flair.models import SequenceTagger as FlairSequenceTagger
+
     from embedcache.inference.predict import PredictInput, Prediction
     from embedcache.models.backends import Backend
 
@@ -98,7 +100,7 @@ class SequenceTagger(TaggerNetwork):
         return use_backend(tagger, backend, int8=int8, onnx_dir=onnx_dir)
 
     @classmethod
-    def from_flair(cls, flair_tagger: object) -> SequenceTagger:
+    def from_flair(cls, flair_tagger: FlairSequenceTagger) -> SequenceTagger:
         """The embedcache tagger of a trained ``flair.models.SequenceTagger``; it predicts what Flair does.
 
         See :mod:`embedcache.models.flair_conversion` (and ``embedcache convert`` for ``.pt`` files).
@@ -109,4 +111,4 @@ class SequenceTagger(TaggerNetwork):
         """
         from embedcache.models.flair_conversion import tagger_from_flair
 
-        return tagger_from_flair(flair_tagger, cls)  # type: ignore[arg-type]
+        return tagger_from_flair(flair_tagger, cls)
