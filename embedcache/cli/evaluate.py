@@ -97,4 +97,5 @@ def _gold_sentences(data: str, format: str) -> list[TaggedSentence]:
             raise BadInput(f"{data}: no gold tag column (one token per line needs token<TAB>tag)")
     if not sentences:
         raise BadInput(f"{data}: no sentences to evaluate on")
+    # The loop above refused every None sentence.
     return sentences  # type: ignore[return-value]

@@ -24,7 +24,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO, TypeGuard
+from typing import TYPE_CHECKING, BinaryIO, TextIO, TypeGuard
 
 from embedcache.cli.common import EXIT_BAD_INPUT, EXIT_OK, BadInput, note, one_line, resolve_model
 from embedcache.cli.feedback import Feedback
@@ -244,12 +244,12 @@ def _join(output: Path, shares: list, preamble: str, counts: list[int | None], f
         feedback.summarize(str(output))
 
 
-def _copy_bytes(source: object, target: object, n: int, chunk: int = 1 << 20) -> None:
+def _copy_bytes(source: BinaryIO, target: BinaryIO, n: int, chunk: int = 1 << 20) -> None:
     while n > 0:
-        data = source.read(min(chunk, n))  # type: ignore[attr-defined]
+        data = source.read(min(chunk, n))
         if not data:
             raise OSError(f"a part ended {n} bytes early")
-        target.write(data)  # type: ignore[attr-defined]
+        target.write(data)
         n -= len(data)
 
 

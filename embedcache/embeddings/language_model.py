@@ -260,6 +260,7 @@ def resolve_language_model(
             cache nor downloadable (the message says where to put it).
     """
     if is_language_model(source):
+        # is_language_model tells an LM without importing Flair, so it cannot narrow.
         return source, default_lm_name(source)  # type: ignore[arg-type,return-value]
     if not isinstance(source, (str, Path)):
         raise TypeError(f"expected a character LanguageModel or a path, got {type(source).__name__}")

@@ -89,6 +89,7 @@ def parse_inline(markup: str) -> tuple[str, list[Stretch]]:
         elif character == "|" and start is not None and label is None:
             label = []
         elif character == "]" and label is not None:
+            # A label opens only after a stretch's start, so start is set here.
             stretches.append((start, len(text), "".join(label)))  # type: ignore[arg-type]
             start, label = None, None
         elif character in "[]|":

@@ -187,6 +187,7 @@ class _ErrorsNameTheOutput(io.FileIO):
         super().__init__(descriptor, "r+")
         self.output, self.consequence = output, consequence
 
+    # Takes bytes only: the spool is written in binary, unlike FileIO's Buffer.
     def write(self, data: bytes) -> int:  # type: ignore[override]
         try:
             return super().write(data)
