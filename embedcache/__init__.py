@@ -9,8 +9,7 @@ The data flows one way: text → tokens (:mod:`embedcache.data`) → LM states �
 """
 
 from embedcache.lazy_imports import lazy_exports
-
-__version__ = "0.1.0"
+from embedcache.version import __version__ as __version__
 
 _EXPORTS = {
     "STORAGE_MODES": ".settings",
@@ -20,8 +19,8 @@ _EXPORTS = {
     "Corpus": ".data.corpus",
     "EmbeddingCache": ".cache.embedding_cache",
     "EmbeddingStack": ".embeddings.stack",
-    "Pipeline": ".models.pipeline",
-    "SequenceTagger": ".models.tagger",
+    "Pipeline": ".inference.pipeline",
+    "SequenceTagger": ".inference.tagger",
     "StorageMode": ".settings",
     "TagDictionary": ".models.labels",
     "TaggedSentence": ".data.sentence",

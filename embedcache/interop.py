@@ -26,4 +26,5 @@ class StorageModePlugin(TrainerPlugin):
 
     @TrainerPlugin.hook
     def after_setup(self, embeddings_storage_mode: str = "cpu", **_: Any) -> None:
+        # Flair passes the mode as a plain str; storage_mode validates it.
         self.trainer.context_stack.enter_context(storage_mode(embeddings_storage_mode))  # type: ignore[arg-type]

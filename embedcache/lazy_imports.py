@@ -5,8 +5,8 @@ two; a script that reads a cache, a command that prints its version, and a predi
 model need neither Flair nor, for the first two, torch. Two tools keep it so:
 
 - :func:`lazy_exports` gives a package a PEP 562 module ``__getattr__`` that imports a public name's
-  module the first time the name is read (``embedcache.SequenceTagger`` imports ``embedcache.models.tagger``
-  then, not at ``import embedcache``);
+  module the first time the name is read (``embedcache.SequenceTagger`` imports
+  ``embedcache.inference.tagger`` then, not at ``import embedcache``);
 - :func:`is_instance_of` tells whether an object is of a class (a Flair class, an error class) without
   importing its module: an object of a class can only exist once the class's module has been imported, so
   when that module is not in ``sys.modules`` the answer is no.

@@ -60,8 +60,9 @@ from embedcache.data import datasets
 from embedcache.data.corpus import Corpus
 from embedcache.embeddings import CharLMEmbeddings, TokenEmbedder, WordEmbeddings
 from embedcache.embeddings.train_words import WordVectorConfig
+from embedcache.inference.tagger import SequenceTagger
 from embedcache.models.labels import TagDictionary
-from embedcache.models.tagger import SequenceTagger, TaggerConfig
+from embedcache.models.tagger import TaggerConfig
 from embedcache.training import Trainer, TrainingConfig, TrainingResult
 from embedcache.training.char_lm import CharLMConfig
 from embedcache.training.char_lm_recipe import DERIVED_FIELDS, CharLMRecipeSettings
@@ -330,7 +331,7 @@ def _model_card(
     training: dict[str, Any],
 ) -> dict[str, Any]:
     """What the model is, where its data comes from (with license and citation) and how it was made."""
-    from embedcache import __version__
+    from embedcache.version import __version__
 
     return {
         "name": recipe.name,

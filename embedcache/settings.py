@@ -33,7 +33,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Literal, cast, get_args
+from typing import Literal, get_args
 
 StorageMode = Literal["none", "cpu", "gpu"]
 STORAGE_MODES: tuple[StorageMode, ...] = get_args(StorageMode)
@@ -48,7 +48,7 @@ def validate_storage_mode(mode: object) -> StorageMode:
     if mode not in STORAGE_MODES:
         valid = ", ".join(repr(m) for m in STORAGE_MODES)
         raise ValueError(f"unknown embedding storage mode {mode!r}; valid modes are {valid}")
-    return cast(StorageMode, mode)
+    return mode
 
 
 def get_storage_mode() -> StorageMode:

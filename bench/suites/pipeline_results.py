@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from bench.harness import Timing
 from bench.report import SuiteResult, Table, format_ratio, format_seconds, quick_run_note
 from bench.specs import BATCH_SIZE, CALL_SENTENCES
-from embedcache.models.pipeline import WeightBytes
+from embedcache.inference.tagger_group import WeightBytes
 
 LM_HIDDEN = 2048  # as the news LMs under Flair's pos and ner models
 TAGGER_HIDDEN = 256

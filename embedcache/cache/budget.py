@@ -20,7 +20,7 @@ from typing import Literal, get_args
 
 import torch
 
-from embedcache.cache.corpus import SentenceLike, normalize_sentences
+from embedcache.cache.corpus_tokens import SentenceLike, normalize_sentences
 from embedcache.cache.placement import PLACEMENTS, Placement, resolve_dtype, store_nbytes, validate_placement
 from embedcache.embeddings.base import TokenEmbedder
 from embedcache.embeddings.stack import EmbeddingsLike

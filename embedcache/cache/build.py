@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from embedcache.cache.corpus import CorpusTokens
+from embedcache.cache.corpus_tokens import CorpusTokens
 from embedcache.cache.store import pinned_staging_buffer
 from embedcache.embeddings.base import TokenEmbedder
 from embedcache.settings import storage_mode

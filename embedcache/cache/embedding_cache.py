@@ -22,7 +22,7 @@ import torch
 
 from embedcache.cache.budget import MemoryBudget, OverBudgetPolicy, as_embedders, choose_placement
 from embedcache.cache.build import DEFAULT_CHARS_PER_BATCH, fill_store, plan_batches, row_starts_for
-from embedcache.cache.corpus import SentenceLike, normalize_sentences
+from embedcache.cache.corpus_tokens import SentenceLike, normalize_sentences
 from embedcache.cache.persist import (
     CachedFiles,
     CacheHeader,

@@ -40,7 +40,7 @@ def block_checksums(vectors: torch.Tensor, block_rows: int) -> list[int]:
 
 
 def _crc32(rows: torch.Tensor) -> int:
-    return zlib.crc32(rows.contiguous().view(torch.uint8).numpy())  # the raw bytes, whatever the dtype
+    return zlib.crc32(rows.contiguous().view(torch.uint8).numpy().data)  # the raw bytes, whatever the dtype
 
 
 class BlockVerifier:

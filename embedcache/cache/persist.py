@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from embedcache.atomic import atomic_directory, remove_all_leftovers, remove_directory
-from embedcache.cache.corpus import CorpusTokens
+from embedcache.cache.corpus_tokens import CorpusTokens
 from embedcache.cache.integrity import BlockVerifier, CorruptCacheError, block_checksums, rows_per_block
 from embedcache.cache.placement import (
     create_mapped_file,

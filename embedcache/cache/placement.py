@@ -51,7 +51,7 @@ def validate_placement(placement: object) -> Placement:
         raise ValueError(
             f"unknown cache placement {placement!r}; valid placements are {', '.join(PLACEMENTS)}"
         )
-    return cast(Placement, placement)
+    return placement
 
 
 def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:

@@ -21,11 +21,12 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from typing import NoReturn
 
-from embedcache import __version__
 from embedcache.cli import convert, download, evaluate, export, info, predict, profile, train
 from embedcache.cli.common import EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, one_line, positive_int
 from embedcache.lazy_imports import is_instance_of
+from embedcache.version import __version__
 
 __all__ = ["build_parser", "main"]
 
@@ -60,7 +61,7 @@ _BAD_INPUT_ERRORS = (
 class _Parser(argparse.ArgumentParser):
     """Usage errors in one line, with exit code 2 like every other bad input."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: error: {one_line(message)} (see '{self.prog} --help')", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT)
 

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch and the models are imported by the commands that load one, not for --help
     import torch
 
+    from embedcache.inference.pipeline import Pipeline
+    from embedcache.inference.tagger import SequenceTagger
+    from embedcache.inference.tagger_group import WeightBytes
     from embedcache.models.backends import Backend
-    from embedcache.models.pipeline import Pipeline, WeightBytes
-    from embedcache.models.tagger import SequenceTagger
 
 from embedcache.models.catalog import DEFAULT_MODEL, resolve_model_path
 
@@ -117,8 +118,8 @@ def load_model(
             ONNX Runtime or with a damaged export (:class:`OnnxBackendError`).
     """
     from embedcache.embeddings.onnx_lm import OnnxBackendError
+    from embedcache.inference.tagger import SequenceTagger
     from embedcache.models.serialization import ModelFormatError
-    from embedcache.models.tagger import SequenceTagger
 
     path = resolve_model(spec)
     if int8 and backend != "onnx":
@@ -143,7 +144,7 @@ def load_pipeline(
     Raises:
         BadInput: a model that cannot be loaded, or one given twice.
     """
-    from embedcache.models.pipeline import Pipeline
+    from embedcache.inference.pipeline import Pipeline
 
     taggers = [load_model(spec, device, backend, int8, onnx_dir) for spec in specs]
     tag_types = [tagger.tag_type for tagger in taggers]

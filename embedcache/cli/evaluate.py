@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Literal
 
 from embedcache.atomic import AtomicFile
 from embedcache.cli.common import (
@@ -53,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from embedcache.models.predict import predict
+    from embedcache.inference.predict import predict
     from embedcache.training.evaluation import evaluate_tags
 
     output = checked_output(args.output, [args.data]) if args.output is not None else None
@@ -90,10 +91,12 @@ def _gold_sentences(data: str, format: str) -> list[TaggedSentence]:
             f"{data}: cannot tell the format from the name; pass --format conll or --format conllu"
         )
     stdin = stdin_bytes() if data == STDIN else None
-    sentences = [document.sentence for document in read_documents(data, input_format, stdin=stdin)]
+    gold_format: Literal["conll", "conllu"] = "conll" if input_format == "conll" else "conllu"
+    sentences = [document.sentence for document in read_documents(data, gold_format, stdin=stdin)]
     for sentence in sentences:
         if sentence is None or sentence.tags is None:
             raise BadInput(f"{data}: no gold tag column (one token per line needs token<TAB>tag)")
     if not sentences:
         raise BadInput(f"{data}: no sentences to evaluate on")
+    # The loop above refused every None sentence.
     return sentences  # type: ignore[return-value]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from embedcache.cli.common import EXIT_OK, BadInput, describe_weight_bytes, load_pipeline, resolve_model
 
 if TYPE_CHECKING:
-    from embedcache.models.pipeline import WeightBytes
+    from embedcache.inference.tagger_group import WeightBytes
 
 EPILOG = """\
 examples:

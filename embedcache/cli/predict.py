@@ -9,7 +9,7 @@ temporary file beside the target, an input that fails is cut off again, and the 
 target at the end (not at all when every input failed). On stdout each input is spooled to an anonymous
 temporary file and copied out once it is fully tagged.
 
-Several ``--model``s run as one :class:`~embedcache.models.pipeline.Pipeline` (shared LMs computed once);
+Several ``--model``s run as one :class:`~embedcache.inference.pipeline.Pipeline` (shared LMs computed once);
 ``--nproc N`` shards the documents over N processes (:mod:`embedcache.cli.predict_ranks`).
 """
 
@@ -51,7 +51,7 @@ from embedcache.data.readers import (
     read_documents,
 )
 from embedcache.data.tokenize import tokenize_document
-from embedcache.data.writers import (
+from embedcache.inference.writers import (
     OUTPUT_FORMATS,
     OutputWriteError,
     pipeline_header,
@@ -60,8 +60,9 @@ from embedcache.data.writers import (
 )
 
 if TYPE_CHECKING:  # torch and the models are imported when a model is loaded, not for --help
-    from embedcache.models.pipeline import Pipeline
-    from embedcache.models.predict import Prediction
+    from embedcache.data.sentence import TaggedSentence
+    from embedcache.inference.pipeline import Pipeline
+    from embedcache.inference.predict import Prediction
 
 EPILOG = r"""\
 examples:
@@ -251,10 +252,10 @@ def _predict_chunk(
     Predictions of input lines (raw text, lines of tokens) keep the line's text, offsets and source, so
     that the writers can mark which line each sentence came from.
     """
-    from embedcache.models.predict import predict_many
-    from embedcache.models.predict_budget import InputOverBudgetError
+    from embedcache.inference.predict import predict_many
+    from embedcache.inference.predict_budget import InputOverBudgetError
 
-    items = [document.text if document.sentence is None else document.sentence for document in chunk]
+    items = [_predict_item(document) for document in chunk]
     try:
         rows = predict_many(
             pipeline, items, args.batch_size, args.storage_mode, memory_budget_bytes=args.max_memory,
@@ -273,6 +274,14 @@ def _predict_chunk(
             if document.sentence is not None:  # a line of tokens: keep its text and offsets
                 prediction.text, prediction.offsets = document.text, document.sentence.offsets
     return rows
+
+
+def _predict_item(document: Document) -> str | TaggedSentence:
+    """What the tagger takes of a document: its tokens when given, else its line of raw text."""
+    if document.sentence is not None:
+        return document.sentence
+    assert document.text is not None  # a document without tokens is a line of raw text
+    return document.text
 
 
 def _raise_for_untokenisable_line(chunk: list[Document]) -> None:

@@ -24,19 +24,19 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO, TypeGuard
 
 from embedcache.atomic import AtomicFile, remove_leftovers
 from embedcache.cli.common import EXIT_BAD_INPUT, EXIT_OK, BadInput, note, one_line, resolve_model
 from embedcache.cli.feedback import Feedback
 from embedcache.data.conll import DataFormatError
 from embedcache.data.readers import STDIN, guess_format, read_documents
-from embedcache.data.writers import pipeline_header
+from embedcache.inference.writers import pipeline_header
 
 if TYPE_CHECKING:
     import torch
 
-    from embedcache.models.pipeline import Pipeline
+    from embedcache.inference.pipeline import Pipeline
 
 TagInput = Callable[..., None]
 """``embedcache.cli.predict._tag_input``: tags documents ``start:stop`` of an input into a stream."""
@@ -169,7 +169,7 @@ def _document_counts(sources: Sequence[str], args: argparse.Namespace, report: b
     return counts
 
 
-def _names_a_file(error: Exception) -> bool:
+def _names_a_file(error: Exception) -> TypeGuard[OSError]:
     """An error opening or reading an input file: reported as ``FILE: reason``, as without ``--nproc``."""
     return isinstance(error, OSError) and error.filename is not None
 
@@ -244,12 +244,12 @@ def _join(output: Path, shares: list, preamble: str, counts: list[int | None], f
         feedback.summarize(str(output))
 
 
-def _copy_bytes(source: object, target: object, n: int, chunk: int = 1 << 20) -> None:
+def _copy_bytes(source: BinaryIO, target: BinaryIO, n: int, chunk: int = 1 << 20) -> None:
     while n > 0:
-        data = source.read(min(chunk, n))  # type: ignore[attr-defined]
+        data = source.read(min(chunk, n))
         if not data:
             raise OSError(f"a part ended {n} bytes early")
-        target.write(data)  # type: ignore[attr-defined]
+        target.write(data)
         n -= len(data)
 
 

@@ -153,6 +153,7 @@ def _checked_modes(text: str) -> list[StorageMode]:
     unknown = [mode for mode in modes if mode not in STORAGE_MODES]
     if unknown or not modes:
         raise BadInput(f"--modes {text}: choose from {', '.join(STORAGE_MODES)}")
+    # Every mode was checked against STORAGE_MODES above.
     return modes  # type: ignore[return-value]
 
 

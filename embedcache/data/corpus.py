@@ -31,8 +31,12 @@ class Corpus:
     @classmethod
     def from_flair(cls, corpus: FlairCorpus, tag_type: str) -> Corpus:
         """Convert a Flair corpus; span labels (NER) become BIO tags, token labels (POS) stay as they are."""
-        splits = [corpus.train, corpus.dev, corpus.test]
-        return cls(*[[from_flair_sentence(s, tag_type) for s in split] if split else [] for split in splits])
+        # Flair types its splits as torch Datasets, which iterate at run time but declare no __iter__.
+        train, dev, test = (
+            [from_flair_sentence(s, tag_type) for s in split] if split else []  # type: ignore[attr-defined]
+            for split in (corpus.train, corpus.dev, corpus.test)
+        )
+        return cls(train, dev, test)
 
 
 def from_flair_sentence(sentence: Sentence, tag_type: str) -> TaggedSentence:

@@ -110,16 +110,16 @@ def WNUT17(root: str | Path | None = None, download: bool = False) -> Corpus:
     """WNUT-17 emerging entities (NER, BIO tags): 3,394 train, 1,009 dev, 1,287 test sentences."""
     folder = Path(root) if root is not None else data_root() / "wnut17"
     ensure_files(folder, WNUT17_URLS, download)
-    splits = [list(read_column_file(folder / name)) for name in WNUT17_URLS]
-    return Corpus(*splits, name="WNUT-17")
+    train, dev, test = (list(read_column_file(folder / name)) for name in WNUT17_URLS)
+    return Corpus(train, dev, test, name="WNUT-17")
 
 
 def UD_English_LinES(root: str | Path | None = None, download: bool = False) -> Corpus:
     """UD English-LinES with UPOS tags: 3,457 train, 1,118 dev, 1,121 test sentences."""
     folder = Path(root) if root is not None else data_root() / "ud_english_lines"
     ensure_files(folder, UD_LINES_URLS, download)
-    splits = [list(read_conllu(folder / name)) for name in UD_LINES_URLS]
-    return Corpus(*splits, name="UD English-LinES")
+    train, dev, test = (list(read_conllu(folder / name)) for name in UD_LINES_URLS)
+    return Corpus(train, dev, test, name="UD English-LinES")
 
 
 def UD_English_ESLSpok(root: str | Path | None = None, download: bool = False) -> Corpus:
@@ -127,8 +127,8 @@ def UD_English_ESLSpok(root: str | Path | None = None, download: bool = False) -
     sentences."""
     folder = Path(root) if root is not None else data_root() / "ud_english_eslspok"
     ensure_files(folder, UD_ESLSPOK_URLS, download)
-    splits = [list(read_conllu(folder / name)) for name in UD_ESLSPOK_URLS]
-    return Corpus(*splits, name="UD English-ESLSpok")
+    train, dev, test = (list(read_conllu(folder / name)) for name in UD_ESLSPOK_URLS)
+    return Corpus(train, dev, test, name="UD English-ESLSpok")
 
 
 def ColumnCorpus(

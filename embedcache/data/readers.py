@@ -87,6 +87,7 @@ def read_documents(
     name = STDIN_NAME if from_stdin else str(source)
     if format in ("text", "tokens"):
         if from_stdin:
+            # stdin is set whenever from_stdin (refused above otherwise).
             yield from _line_documents(stdin, name, format)  # type: ignore[arg-type]
         else:
             with open(source, "rb") as stream:

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeGuard
+
+from embedcache.lazy_imports import is_instance_of
+
+if TYPE_CHECKING:  # a Flair sentence exists only where Flair is imported already
+    from flair.data import Sentence
 
 
 @dataclass
@@ -36,3 +42,8 @@ class TaggedSentence:
         """The sentence text with its original spacing (no trailing space)."""
         spaced = (t + " " * w for t, w in zip(self.tokens, self.whitespace_after, strict=True))
         return "".join(spaced).rstrip(" ")
+
+
+def is_flair_sentence(item: object) -> TypeGuard[Sentence]:
+    """A ``flair.data.Sentence``, told without importing Flair (only Flair users have one)."""
+    return is_instance_of(item, "flair.data", "Sentence")

@@ -19,7 +19,10 @@ import torch
 from torch import nn
 
 # Flair's rnn_layers: recurrent_type (lower case) → (layer class, number of state tensors it carries).
-RECURRENT_LAYERS: dict[str, tuple[type[nn.RNNBase], int]] = {"lstm": (nn.LSTM, 2), "gru": (nn.GRU, 1)}
+RECURRENT_LAYERS: dict[str, tuple[type[nn.LSTM] | type[nn.GRU], int]] = {
+    "lstm": (nn.LSTM, 2),
+    "gru": (nn.GRU, 1),
+}
 
 Hidden = tuple[torch.Tensor, ...]
 """The recurrent state: ``(h, c)`` of an LSTM or ``(h,)`` of a GRU, each ``(layers, batch, hidden)``."""

@@ -127,6 +127,7 @@ def to_protocol_2(stream: bytes) -> bytes:
     strings_on_top: list[str] = []  # strings pushed since the last non-string op, for STACK_GLOBAL
     memo: dict[int, str | int] = {}  # original slot -> literal string, or renumbered slot
     next_slot = 0
+    arg: Any  # each opcode's argument: a str, bytes or int as the opcode says (None for none)
     for opcode, arg, _ in pickletools.genops(stream):
         name = opcode.name
         if name == "PROTO":
@@ -262,7 +263,7 @@ def _is_zip_archive(path: Path) -> bool:
         return stream.read(4) == b"PK\x03\x04"
 
 
-def load_checkpoint(path: str | Path, allowed_globals: Iterable[Any] | None = None) -> Any:
+def load_allowlisted_checkpoint(path: str | Path, allowed_globals: Iterable[Any] | None = None) -> Any:
     """``torch.load(path, weights_only=True)`` for protocol-4 checkpoints, with an allow-list of classes.
 
     ``allowed_globals`` defaults to :func:`flair_lm_allowed_globals`.

@@ -3,8 +3,9 @@
 embedcache's own format is a ``.safetensors`` file of weights beside a ``.json`` file of the configuration and
 the character dictionary: nothing to unpickle. It loads into the native
 :class:`~embedcache.embeddings.char_language_model.CharLanguageModel`, without importing Flair. Flair
-checkpoints are pickles; they are read with :func:`embedcache.embeddings.checkpoints.load_checkpoint`
-(``torch.load(weights_only=True)`` with an allow-list) into Flair's own ``LanguageModel``, the class Flair
+checkpoints are pickles; they are read with
+:func:`embedcache.embeddings.checkpoints.load_allowlisted_checkpoint` (``torch.load(weights_only=True)`` with
+an allow-list) into Flair's own ``LanguageModel``, the class Flair
 users and LM training work with. Either class feeds :class:`~embedcache.embeddings.charlm.CharLMEncoder`.
 """
 
@@ -21,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from embedcache.atomic import atomic_files
 from embedcache.embeddings.char_language_model import RECURRENT_LAYERS, CharacterDictionary, CharLanguageModel
-from embedcache.embeddings.checkpoints import UnsafeCheckpointError, load_checkpoint
+from embedcache.embeddings.checkpoints import UnsafeCheckpointError, load_allowlisted_checkpoint
 from embedcache.lazy_imports import is_instance_of
 
 if TYPE_CHECKING:
@@ -171,7 +172,7 @@ def load_flair_checkpoint(path: str | Path, *, trust_remote_pickle: bool = False
 
     path = Path(path)
     try:
-        state = load_checkpoint(path)
+        state = load_allowlisted_checkpoint(path)
     except UnsafeCheckpointError:
         if not trust_remote_pickle:
             raise
@@ -274,6 +275,7 @@ def resolve_language_model(
             cache nor downloadable (the message says where to put it).
     """
     if is_language_model(source):
+        # is_language_model tells an LM without importing Flair, so it cannot narrow.
         return source, default_lm_name(source)  # type: ignore[arg-type,return-value]
     if not isinstance(source, (str, Path)):
         raise TypeError(f"expected a character LanguageModel or a path, got {type(source).__name__}")

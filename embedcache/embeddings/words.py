@@ -127,6 +127,8 @@ class WordVectors(torch.nn.Module):
     """
 
     static_embeddings = True  # the vectors never change, so they may be cached
+    vectors: torch.Tensor  # (V + 1, D) buffer, the last row the unknown word's zeros
+    ngram_vectors: torch.Tensor  # (buckets, D) buffer, with subwords only
 
     def __init__(
         self,
@@ -195,7 +197,7 @@ class WordVectors(torch.nn.Module):
             digest.update(len(encoded).to_bytes(8, "little") + encoded)
         for table in self._tables():
             digest.update(str(tuple(table.shape)).encode())
-            digest.update(table.detach().cpu().contiguous().numpy())
+            digest.update(table.detach().cpu().contiguous().numpy().data)
         return digest.hexdigest()
 
     def _tables(self) -> list[torch.Tensor]:

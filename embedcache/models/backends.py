@@ -13,35 +13,39 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import torch
 
+from embedcache.embeddings.char_language_model import CharLanguageModel
 from embedcache.embeddings.charlm import CharLMEncoder
 from embedcache.embeddings.onnx_lm import (
     ExportedLM,
     OnnxBackendError,
     OnnxCharLM,
+    Precision,
     exported_lm,
     import_onnxruntime,
 )
 
 if TYPE_CHECKING:
-    from embedcache.models.tagger import SequenceTagger
+    from embedcache.models.tagger import TaggerNetwork
+
+Network = TypeVar("Network", bound="TaggerNetwork")
 
 Backend = Literal["torch", "onnx"]
 BACKENDS: tuple[Backend, ...] = ("torch", "onnx")
 
 
 def use_backend(
-    tagger: SequenceTagger,
+    tagger: Network,
     backend: Backend,
     *,
     int8: bool = False,
     onnx_dir: str | Path | None = None,
     threads: int | None = None,
     concurrent_lms: bool | None = None,
-) -> SequenceTagger:
+) -> Network:
     """Run ``tagger``'s char LMs on ``backend`` from now on; returns the tagger.
 
     Args:
@@ -75,22 +79,23 @@ def use_backend(
     directory = None if onnx_dir is None else Path(onnx_dir)
     for encoder in encoders:
         export = exported_lm(encoder, "int8" if int8 else "fp32", directory, rebuild=directory is None)
+        assert isinstance(encoder.lm, CharLanguageModel)  # exported_lm refuses a Flair LM
         encoder.run_lm_with(OnnxCharLM(export, encoder.lm, session_threads))
     tagger.embeddings.concurrent = concurrent
     return tagger
 
 
-def export_lms(tagger: SequenceTagger, directory: str | Path, int8: bool = False) -> list[ExportedLM]:
+def export_lms(tagger: TaggerNetwork, directory: str | Path, int8: bool = False) -> list[ExportedLM]:
     """Export ``tagger``'s char LMs to ``directory`` for ``use_backend(..., onnx_dir=directory)``.
 
     LMs already exported there, intact, are kept; damaged ones are written again.
     """
     import_onnxruntime()
-    precision = "int8" if int8 else "fp32"
+    precision: Precision = "int8" if int8 else "fp32"
     return [exported_lm(encoder, precision, Path(directory)) for encoder in _char_lm_encoders(tagger)]
 
 
-def _char_lm_encoders(tagger: SequenceTagger) -> list[CharLMEncoder]:
+def _char_lm_encoders(tagger: TaggerNetwork) -> list[CharLMEncoder]:
     """The tagger's char LM encoders, also those inside Flair faces (``CharLMEmbeddings.encoder``)."""
     cores = (getattr(e, "encoder", e) for e in tagger.embeddings.embedders)
     return [core for core in cores if isinstance(core, CharLMEncoder)]

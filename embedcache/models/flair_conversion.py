@@ -28,7 +28,7 @@ import logging
 import pickle
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import flair
 import torch
@@ -36,14 +36,20 @@ from flair.models import SequenceTagger as FlairSequenceTagger
 from torch.torch_version import TorchVersion
 
 from embedcache.checksums import file_sha256
-from embedcache.embeddings.checkpoints import UnsafeCheckpointError, flair_lm_allowed_globals, load_checkpoint
+from embedcache.embeddings.checkpoints import (
+    UnsafeCheckpointError,
+    flair_lm_allowed_globals,
+    load_allowlisted_checkpoint,
+)
 from embedcache.embeddings.flair_adapters import UnsupportedFlairEmbeddings
 from embedcache.embeddings.stack import as_embedders
 from embedcache.models.labels import FLAIR_SPECIAL_TAGS, Scheme, TagDictionary, detect_scheme
 from embedcache.models.serialization import check_saveable, save_tagger
-from embedcache.models.tagger import SequenceTagger
+from embedcache.models.tagger import TaggerNetwork
 
 log = logging.getLogger(__name__)
+
+Network = TypeVar("Network", bound=TaggerNetwork)
 
 # What a Flair tagger checkpoint holds beyond an LM's: the torch version in its model card.
 FLAIR_TAGGER_ALLOWED_GLOBALS: list[Any] = [*flair_lm_allowed_globals(), TorchVersion]
@@ -69,7 +75,7 @@ def load_flair_tagger(path: str | Path, *, trust_pickle: bool = False) -> FlairS
     """
     path = Path(path)
     try:
-        state = load_checkpoint(path, FLAIR_TAGGER_ALLOWED_GLOBALS)
+        state = load_allowlisted_checkpoint(path, FLAIR_TAGGER_ALLOWED_GLOBALS)
     except UnsafeCheckpointError as error:
         if not trust_pickle:
             raise UnsafeCheckpointError(
@@ -119,11 +125,12 @@ def _flair_tagger(model: object, path: Path) -> FlairSequenceTagger:
     return model
 
 
-def tagger_from_flair(flair_tagger: FlairSequenceTagger) -> SequenceTagger:
+def tagger_from_flair(flair_tagger: FlairSequenceTagger, network: type[Network]) -> Network:
     """An embedcache tagger with the Flair tagger's embeddings, weights and tags; it predicts what Flair does.
 
     The embeddings are adapted (see :mod:`embedcache.embeddings.flair_adapters`) and share the Flair
-    objects' weights; the tagger's own weights are copied.
+    objects' weights; the tagger's own weights are copied. ``network`` is the class built:
+    :class:`TaggerNetwork`, or ``SequenceTagger.from_flair``'s own class.
 
     Raises:
         FlairConversionError: an RNN, tag set, option or embedding embedcache's tagger does not have.
@@ -135,7 +142,7 @@ def tagger_from_flair(flair_tagger: FlairSequenceTagger) -> SequenceTagger:
         raise FlairConversionError(str(error)) from error
     items = flair_tagger.label_dictionary.get_items()
     tags = TagDictionary(items, _scheme(flair_tagger, items))
-    tagger = SequenceTagger(
+    tagger = network(
         embedders,
         tags,
         flair_tagger.tag_type,
@@ -178,13 +185,13 @@ def _scheme(flair_tagger: FlairSequenceTagger, tags: list[str]) -> Scheme:
 
 
 @torch.no_grad()
-def _copy_weights(flair_tagger: FlairSequenceTagger, tagger: SequenceTagger, items: list[str]) -> None:
+def _copy_weights(flair_tagger: FlairSequenceTagger, tagger: TaggerNetwork, items: list[str]) -> None:
     if flair_tagger.reproject_embeddings:
         tagger.reproject.load_state_dict(flair_tagger.embedding2nn.state_dict())
-    if flair_tagger.use_rnn:
+    if tagger.rnn is not None:  # built with Flair's use_rnn
         tagger.rnn.load_state_dict(flair_tagger.rnn.state_dict())
     tagger.emission.load_state_dict(flair_tagger.linear.state_dict())
-    if flair_tagger.use_crf:
+    if tagger.crf is not None:  # built with Flair's use_crf
         transitions = flair_tagger.crf.transitions  # [to, from]
         tagger.crf.transitions.copy_(transitions.t())  # [from, to]
         tagger.crf.start_transitions.copy_(transitions[:, items.index(_START)])
@@ -203,7 +210,7 @@ def _provenance(flair_tagger: FlairSequenceTagger) -> dict[str, Any]:
 
 def convert_flair_tagger_file(
     source: str | Path, target: str | Path, *, trust_pickle: bool = False
-) -> SequenceTagger:
+) -> TaggerNetwork:
     """Convert a Flair tagger file into an embedcache model directory (safetensors + JSON) at ``target``.
 
     The model card records the source file, its sha256 and the conversion date. The directory is written
@@ -214,7 +221,7 @@ def convert_flair_tagger_file(
             also when the tagger uses embeddings that embedcache model files cannot hold.
     """
     source = Path(source)
-    tagger = tagger_from_flair(load_flair_tagger(source, trust_pickle=trust_pickle))
+    tagger = tagger_from_flair(load_flair_tagger(source, trust_pickle=trust_pickle), TaggerNetwork)
     try:
         check_saveable(tagger)
     except TypeError as error:
@@ -222,6 +229,8 @@ def convert_flair_tagger_file(
             f"{source}: {error}; embedcache runs this tagger in memory (ec.SequenceTagger.from_flair) but "
             "cannot write it as a model directory"
         ) from error
-    tagger.model_card["converted_from"].update(source=str(source), sha256=file_sha256(source))
+    converted_from = tagger.model_card["converted_from"]
+    assert isinstance(converted_from, dict)  # tagger_from_flair's provenance
+    converted_from.update(source=str(source), sha256=file_sha256(source))
     save_tagger(tagger, target)
     return tagger

@@ -336,7 +336,10 @@ class TagDictionary:
         if isinstance(tags, TagDictionary):
             return tags
         if is_instance_of(tags, "flair.data", "Dictionary"):
+            # is_instance_of cannot narrow to Flair's Dictionary without importing Flair.
             return cls.from_flair(tags)  # type: ignore[arg-type]
         if isinstance(tags, str):
             raise TypeError(f"expected a sequence of tags, got the string {tags!r}")
+        if not isinstance(tags, Sequence):
+            raise TypeError(f"expected a sequence of tags, got a {type(tags).__name__}")
         return cls(tags)

@@ -18,8 +18,9 @@ hidden directories; the next save to that path removes those of dead processes.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -38,7 +39,10 @@ from embedcache.embeddings.language_model import (
 from embedcache.embeddings.words import WordVectors
 from embedcache.models.catalog import resolve_model_path
 from embedcache.models.labels import TagDictionary
-from embedcache.models.tagger import SequenceTagger, TaggerConfig
+from embedcache.models.tagger import TaggerConfig, TaggerNetwork
+from embedcache.version import __version__
+
+Network = TypeVar("Network", bound=TaggerNetwork)
 
 MODEL_FORMAT = "embedcache.sequence_tagger"
 MODEL_FORMAT_VERSION = 1
@@ -49,7 +53,7 @@ class ModelFormatError(ValueError):
     """A model directory that is not one, is damaged, or comes from an unsupported format version."""
 
 
-def check_saveable(tagger: SequenceTagger) -> None:
+def check_saveable(tagger: TaggerNetwork) -> None:
     """Refuse, before any work, a tagger whose embedders a model directory cannot hold.
 
     Model files hold character LMs and word vectors; other embedders (Flair embeddings run through the
@@ -102,7 +106,7 @@ def _embedder_entry(embedder: object, index: int, directory: Path) -> dict[str, 
     return {"type": "words", "file": stem, "params": core.to_params()}
 
 
-def save_tagger(tagger: SequenceTagger, path: str | Path, half: bool = False) -> None:
+def save_tagger(tagger: TaggerNetwork, path: str | Path, half: bool = False) -> None:
     """Write ``tagger`` to the directory ``path`` atomically (replacing an older model there).
 
     ``half`` stores float32 weights as float16, half the bytes (the bundled model: the wheel's size);
@@ -119,7 +123,7 @@ def save_tagger(tagger: SequenceTagger, path: str | Path, half: bool = False) ->
         config = {
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
-            "embedcache_version": _package_version(),
+            "embedcache_version": __version__,
             "tagger": tagger.hyperparameters(),
             "tags": tagger.tags.to_json(),
             "embeddings": entries,
@@ -141,12 +145,6 @@ def _store_as_float16(directory: Path) -> None:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
-
-
-def _package_version() -> str:
-    from embedcache import __version__
-
-    return __version__
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -187,7 +185,7 @@ def _checked_tagger_config(config: dict[str, Any], source: Path) -> TaggerConfig
         raise ModelFormatError(f"{source}: 'tagger' must be an object")
     for key, largest in (("hidden_size", _MAX_HIDDEN), ("rnn_layers", MAX_LAYERS)):
         value = raw.get(key)
-        if not _is_int(value) or not 0 < value <= largest:
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= largest:
             raise ModelFormatError(f"{source}: tagger {key}={value!r} is not an integer in 1..{largest}")
     try:
         return TaggerConfig(**raw)
@@ -207,11 +205,11 @@ def _check_types(values: dict[str, Any], types: dict[str, type | tuple[type, ...
             raise ModelFormatError(f"{where}: {key!r} is {value!r}, expected {expected}")
 
 
-_CHARLM_OPTION_TYPES = {
+_CHARLM_OPTION_TYPES: dict[str, type | tuple[type, ...]] = {
     "chars_per_chunk": int, "with_whitespace": bool, "tokenized_lm": bool, "is_lower": bool,
     "fine_tune": bool, "name": (str, type(None)),
 }  # fmt: skip
-_WORDS_PARAM_TYPES = {
+_WORDS_PARAM_TYPES: dict[str, type | tuple[type, ...]] = {
     "vocabulary": list, "embedding_length": int, "lowercase_fallback": bool, "subword": (list, type(None)),
     "name": (str, type(None)),
 }  # fmt: skip
@@ -224,13 +222,13 @@ def _word_table_shapes(params: dict[str, Any], where: str) -> WeightShapes:
     subword, dim = params["subword"], params["embedding_length"]
     if subword is not None and (len(subword) != 3 or not all(_is_int(n) and n > 0 for n in subword)):
         raise ModelFormatError(f"{where}: 'subword' must be [min_n, max_n, buckets], got {subword!r}")
-    shapes = {"vectors": ((len(params["vocabulary"]) + 1, dim), torch.float32)}
+    shapes: WeightShapes = {"vectors": ((len(params["vocabulary"]) + 1, dim), torch.float32)}
     if subword is not None:
         shapes["ngram_vectors"] = ((subword[2], dim), torch.float32)
     return shapes
 
 
-def _load_embedder(entry: object, directory: Path) -> torch.nn.Module:
+def _load_embedder(entry: object, directory: Path) -> CharLMEncoder | WordVectors:
     config_path = directory / "config.json"
     if not isinstance(entry, dict):
         raise ModelFormatError(f"{config_path}: an embedding entry must be an object, got {entry!r}")
@@ -256,11 +254,11 @@ def _load_embedder(entry: object, directory: Path) -> torch.nn.Module:
 
 
 def _tagger_weight_shapes(
-    embedders: list[torch.nn.Module], tags: TagDictionary, config: TaggerConfig
+    embedders: Sequence[CharLMEncoder | WordVectors], tags: TagDictionary, config: TaggerConfig
 ) -> WeightShapes:
     """The tagger's own weights (not its embedders') for ``config``, built on the meta device: no memory."""
     with torch.device("meta"):
-        skeleton = SequenceTagger(embedders, tags, **config.__dict__)
+        skeleton = TaggerNetwork(embedders, tags, **config.__dict__)
     return {
         name: (tuple(tensor.shape), tensor.dtype)
         for name, tensor in skeleton.state_dict().items()
@@ -268,8 +266,12 @@ def _tagger_weight_shapes(
     }
 
 
-def load_tagger(path: str | Path, device: str | torch.device | None = None) -> SequenceTagger:
+def load_tagger(
+    path: str | Path, network: type[Network], device: str | torch.device | None = None
+) -> Network:
     """Load a tagger saved by :func:`save_tagger` (or a bundled model by name); never unpickles.
+
+    ``network`` is the class built: :class:`TaggerNetwork`, or ``SequenceTagger.load``'s own class.
 
     Raises:
         FileNotFoundError: no such directory and no bundled model of that name.
@@ -290,7 +292,7 @@ def load_tagger(path: str | Path, device: str | torch.device | None = None) -> S
         # Every weight the config implies must be in the file, with its shape and dtype, before any is made.
         expected = _tagger_weight_shapes(embedders, tags, tagger_config)
         check_weight_shapes(weights_file_shapes(weights_path), expected, weights_path, config_path)
-        tagger = SequenceTagger(embedders, tags, **tagger_config.__dict__)
+        tagger = network(embedders, tags, **tagger_config.__dict__)
         tagger.load_state_dict(load_file(str(weights_path)), strict=False)  # the embedders have theirs
     except (SafetensorError, OSError, KeyError, TypeError, ValueError, RuntimeError) as error:
         if isinstance(error, ModelFormatError):

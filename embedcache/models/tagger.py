@@ -1,4 +1,4 @@
-"""The BiLSTM-CRF sequence tagger: padded token vectors → emissions → CRF (or softmax) → tags.
+"""The BiLSTM-CRF tagger network: padded token vectors → emissions → CRF (or softmax) → tags.
 
 The network never sees Flair ``Token`` objects: it takes a padded ``(batch, tokens, D)`` float32 tensor and
 the lengths, which come either straight from the embedders (``none`` storage) or from the
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -21,14 +21,6 @@ from embedcache.embeddings.stack import EmbeddingsLike, as_stack
 from embedcache.models.crf import CRF
 from embedcache.models.dropout import LockedDropout, WordDropout
 from embedcache.models.labels import TagDictionary
-from embedcache.settings import StorageMode
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from embedcache.models.backends import Backend
-    from embedcache.models.predict import PredictInput, Prediction
-
 
 Decoding = Literal["embedcache", "flair"]
 """How confidences and spans are read from the network's output.
@@ -65,21 +57,13 @@ class TaggerConfig:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
 
-class SequenceTagger(torch.nn.Module):
-    """A BiLSTM-CRF tagger over embedcache (or Flair-face) token embedders.
+class TaggerNetwork(torch.nn.Module):
+    """The network of a :class:`~embedcache.inference.tagger.SequenceTagger`: embedders → BiLSTM → CRF.
 
-    Args:
-        embeddings: one embedder, a list (concatenated in order) or an :class:`EmbeddingStack`.
-        tag_dictionary: the tags, as a :class:`TagDictionary`, a ``flair.data.Dictionary`` or a list.
-        tag_type: the label name (``"ner"``, ``"upos"``); Flair sentences get labels of this type.
-        hidden_size, rnn_layers, use_rnn, use_crf, reproject_embeddings, dropout, word_dropout,
-            locked_dropout: as in Flair's ``SequenceTagger``.
-        decoding: how confidences and spans are read (see :data:`Decoding`).
-
-    Example:
-        >>> tags = TagDictionary(["O", "B-PER", "I-PER"])
-        >>> tagger = SequenceTagger([fwd, bwd], tags, "ner")  # doctest: +SKIP
-        >>> tagger.predict(["George Washington went to Washington."])  # doctest: +SKIP
+    It embeds, scores, computes the loss and decodes padded batches; predicting text, saving and loading
+    are the public class's, which delegates them to :mod:`embedcache.inference.predict` and
+    :mod:`embedcache.models.serialization` (they import this module, never the other way).
+    Takes the arguments of :class:`~embedcache.inference.tagger.SequenceTagger`.
     """
 
     def __init__(
@@ -182,75 +166,6 @@ class SequenceTagger(torch.nn.Module):
             tag_ids = probabilities.argmax(-1)
         confidences = probabilities.gather(-1, tag_ids.unsqueeze(-1)).squeeze(-1)  # (B, T)
         return tag_ids.masked_fill(~mask, 0), confidences.masked_fill(~mask, 0.0)
-
-    def predict(
-        self,
-        inputs: PredictInput,
-        batch_size: int = 32,
-        storage_mode: StorageMode = "none",
-        device: str | torch.device | None = None,
-        progress: bool = False,
-        memory_budget_bytes: int | None = None,
-        label_name: str | None = None,
-    ) -> list[Prediction]:
-        """Tag raw strings, token lists or Flair sentences; see :func:`embedcache.models.predict.predict`.
-
-        Flair sentences are labelled as Flair labels them, replacing earlier labels of ``label_name``
-        (default: the tag type).
-        """
-        from embedcache.models.predict import predict
-
-        return predict(
-            self, inputs, batch_size, storage_mode, device, progress, memory_budget_bytes, label_name
-        )
-
-    def save(self, path: str | Path, half: bool = False) -> None:
-        """Write a model directory of safetensors + JSON (``half``: weights stored as float16); see
-        :mod:`embedcache.models.serialization`."""
-        from embedcache.models.serialization import save_tagger
-
-        save_tagger(self, path, half=half)
-
-    @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        device: str | torch.device | None = None,
-        backend: Backend = "torch",
-        int8: bool = False,
-        onnx_dir: str | Path | None = None,
-    ) -> SequenceTagger:
-        """Load a model directory written by :meth:`save`, or a bundled model by name (never unpickles).
-
-        ``backend="onnx"`` runs the char LMs in ONNX Runtime (``int8``: quantised), exported on first use
-        to a cache or read from ``onnx_dir``; see :func:`embedcache.models.backends.use_backend`.
-
-        Example:
-            >>> tagger = SequenceTagger.load("en-upos")  # doctest: +SKIP
-            >>> fast = SequenceTagger.load("en-upos", backend="onnx", int8=True)  # doctest: +SKIP
-        """
-        from embedcache.models.serialization import load_tagger
-
-        tagger = load_tagger(path, device=device)
-        if backend == "torch" and not int8:
-            return tagger
-        from embedcache.models.backends import use_backend
-
-        return use_backend(tagger, backend, int8=int8, onnx_dir=onnx_dir)
-
-    @classmethod
-    def from_flair(cls, flair_tagger: object) -> SequenceTagger:
-        """The embedcache tagger of a trained ``flair.models.SequenceTagger``; it predicts what Flair does.
-
-        See :mod:`embedcache.models.flair_conversion` (and ``embedcache convert`` for ``.pt`` files).
-
-        Example:
-            >>> flair_tagger = flair.models.SequenceTagger.load("ner.pt")  # doctest: +SKIP
-            >>> tagger = SequenceTagger.from_flair(flair_tagger)  # doctest: +SKIP
-        """
-        from embedcache.models.flair_conversion import tagger_from_flair
-
-        return tagger_from_flair(flair_tagger)  # type: ignore[arg-type]
 
 
 def _mask(lengths: torch.Tensor, width: int, device: torch.device) -> torch.Tensor:

@@ -13,8 +13,8 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from embedcache.data.sentence import TaggedSentence
+from embedcache.inference.tagger import SequenceTagger
 from embedcache.models.labels import TagDictionary, convert_scheme
-from embedcache.models.tagger import SequenceTagger
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

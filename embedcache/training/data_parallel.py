@@ -6,7 +6,7 @@ import contextlib
 
 import torch
 
-from embedcache.models.tagger import SequenceTagger
+from embedcache.inference.tagger import SequenceTagger
 
 
 class TaggerLoss(torch.nn.Module):

@@ -15,8 +15,8 @@ import torch
 from seqeval.metrics import classification_report
 
 from embedcache.data.sentence import TaggedSentence
+from embedcache.inference.tagger import SequenceTagger
 from embedcache.models.labels import Scheme, convert_scheme
-from embedcache.models.tagger import SequenceTagger
 from embedcache.training.batches import BatchSource, length_sorted_batches
 
 

@@ -11,8 +11,8 @@ import torch
 from embedcache.cache import EmbeddingCache, estimate
 from embedcache.cache.budget import choose_placement
 from embedcache.data.sentence import TaggedSentence
+from embedcache.inference.tagger import SequenceTagger
 from embedcache.models.backends import use_backend
-from embedcache.models.tagger import SequenceTagger
 from embedcache.training.batches import BatchSource, LiveEmbeddings
 from embedcache.training.config import TrainingConfig, TrainingStorage
 

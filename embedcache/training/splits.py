@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from embedcache.data.sentence import TaggedSentence
-from embedcache.models.tagger import SequenceTagger
+from embedcache.inference.tagger import SequenceTagger
 
 log = logging.getLogger(__name__)
 

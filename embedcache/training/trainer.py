@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 
 from embedcache.data.corpus import Corpus
 from embedcache.data.sentence import TaggedSentence
+from embedcache.inference.tagger import SequenceTagger
 from embedcache.models.serialization import check_saveable
-from embedcache.models.tagger import SequenceTagger
 from embedcache.settings import storage_mode
 from embedcache.training.batches import (
     Batch,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from embedcache.cache.build import DEFAULT_CHARS_PER_BATCH, plan_batches
-from embedcache.cache.corpus import SentenceLike, normalize_sentences
+from embedcache.cache.corpus_tokens import SentenceLike, normalize_sentences
 from embedcache.embeddings.base import TokenEmbedder
 from embedcache.settings import storage_mode
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from embedcache.cache.build import embed_block, fill_store, plan_batches, row_starts_for
-from embedcache.cache.corpus import normalize_sentences
+from embedcache.cache.corpus_tokens import normalize_sentences
 from embedcache.data.sentence import TaggedSentence
 from embedcache.embeddings.base import TokenVectors
 from embedcache.embeddings.charlm import CharLMEncoder

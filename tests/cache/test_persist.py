@@ -28,7 +28,7 @@ import pytest
 import torch
 
 from embedcache.cache import CacheMissError, CacheWriteError, CorruptCacheError, EmbeddingCache, integrity
-from embedcache.cache.corpus import normalize_sentences
+from embedcache.cache.corpus_tokens import normalize_sentences
 from embedcache.cache.persist import cache_fingerprint
 from embedcache.data.sentence import TaggedSentence
 from embedcache.embeddings.charlm import CharLMEncoder

@@ -12,7 +12,7 @@ import torch
 
 from embedcache.cache import EmbeddingCache
 from embedcache.cache.build import plan_batches
-from embedcache.cache.corpus import normalize_sentences
+from embedcache.cache.corpus_tokens import normalize_sentences
 from embedcache.cache.store import TokenStore
 from embedcache.data.sentence import TaggedSentence
 from embedcache.embeddings.charlm import CharLMEncoder

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from embedcache.data.conll import read_column_file
-from embedcache.models.tagger import SequenceTagger
+from embedcache.inference.tagger import SequenceTagger
 from tests.cli.conftest import RunCli
 from tests.conftest import REPO_ROOT
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import embedcache.models.predict
+import embedcache.inference.predict
 from embedcache.cli import main
 from tests.cli.conftest import RunCli
 
@@ -96,7 +96,7 @@ def test_an_internal_error_gives_code_1_and_a_hint_and_debug_shows_the_traceback
         raise RuntimeError("something inside broke")
 
     monkeypatch.setattr(
-        embedcache.models.predict, "predict_many", broken
+        embedcache.inference.predict, "predict_many", broken
     )  # the command imports it when it runs
     run = cli("predict", "--model", ner_model, stdin="Anna lives in Rome.\n")
     assert run.code == 1
@@ -131,7 +131,7 @@ def test_the_installed_script_tags_stdin_and_reports_a_bad_input_without_traceba
 def test_a_line_the_tokeniser_cannot_place_is_named_with_its_line(
     cli: RunCli, ner_model, tmp_path, monkeypatch
 ):
-    real = embedcache.models.predict.tokenize_document
+    real = embedcache.inference.predict.tokenize_document
     message = "token 'BOOM' not found in the text"
 
     def fussy(text: str, source: str = ""):
@@ -139,7 +139,7 @@ def test_a_line_the_tokeniser_cannot_place_is_named_with_its_line(
             raise ValueError(message)
         return real(text, source)
 
-    monkeypatch.setattr(embedcache.models.predict, "tokenize_document", fussy)
+    monkeypatch.setattr(embedcache.inference.predict, "tokenize_document", fussy)
     monkeypatch.setattr(embedcache.cli.predict, "tokenize_document", fussy)
     path = tmp_path / "posts.txt"
     path.write_text("fine\nBOOM here\n", encoding="utf-8")

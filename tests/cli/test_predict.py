@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from embedcache.data.conll import read_column_file
-from embedcache.data.inline import parse_inline
 from embedcache.data.tokenize import tokenize_document
-from embedcache.models.tagger import SequenceTagger
+from embedcache.inference.inline import parse_inline
+from embedcache.inference.tagger import SequenceTagger
 from tests.cli.conftest import RunCli, conll_sentences
 
 SENTENCES = [

@@ -18,7 +18,11 @@ from flair.embeddings import FlairEmbeddings
 from flair.models import LanguageModel
 
 import embedcache as ec
-from embedcache.embeddings.checkpoints import UnsafeCheckpointError, load_checkpoint, to_protocol_2
+from embedcache.embeddings.checkpoints import (
+    UnsafeCheckpointError,
+    load_allowlisted_checkpoint,
+    to_protocol_2,
+)
 from embedcache.embeddings.language_model import load_language_model, save_language_model
 from tests import peak_rss
 from tests.conftest import REPO_ROOT, make_lm
@@ -74,7 +78,7 @@ def test_a_pickle_that_runs_code_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"dictionary": Exploit(), "state_dict": {}}, path, pickle_protocol=4)
     with pytest.raises(UnsafeCheckpointError, match=r"evil\.pt.*refused"):
-        load_checkpoint(path)
+        load_allowlisted_checkpoint(path)
     with pytest.raises(UnsafeCheckpointError, match=r"evil\.pt"):
         ec.CharLMEmbeddings(path)
 
@@ -174,7 +178,7 @@ def test_an_archive_that_is_no_checkpoint_is_refused_before_anything_is_inflated
         with pytest.raises(
             UnsafeCheckpointError, match=rf"damaged\.pt: refused by the safe loader: {message}"
         ):
-            load_checkpoint(damaged)
+            load_allowlisted_checkpoint(damaged)
         assert tracemalloc.get_traced_memory()[1] < 1 << 20  # the 50 MB entry was never inflated
     finally:
         tracemalloc.stop()
@@ -186,7 +190,7 @@ def test_a_pickle_reading_a_memo_slot_it_never_stored_names_the_file(flair_check
         path, tmp_path / "memo.pt", "data.pkl", pickle.PROTO + b"\x04" + pickle.BINGET + b"\x07."
     )
     with pytest.raises(UnsafeCheckpointError, match=r"memo\.pt: .* reads memo slot 7, which it never stored"):
-        load_checkpoint(damaged)
+        load_allowlisted_checkpoint(damaged)
 
 
 @pytest.mark.parametrize("kept", [0.1, 0.5, 0.99])
@@ -196,7 +200,7 @@ def test_a_truncated_archive_names_the_file(flair_checkpoint, tmp_path, kept):
     cut = tmp_path / "cut.pt"
     cut.write_bytes(data[: int(len(data) * kept)])
     with pytest.raises(UnsafeCheckpointError, match=r"cut\.pt: damaged or truncated checkpoint \("):
-        load_checkpoint(cut)
+        load_allowlisted_checkpoint(cut)
 
 
 def test_every_entry_torch_writes_is_accepted_for_plain_tensor_checkpoints(tmp_path):
@@ -205,14 +209,14 @@ def test_every_entry_torch_writes_is_accepted_for_plain_tensor_checkpoints(tmp_p
     names = {name.partition("/")[2] for name in zipfile.ZipFile(tmp_path / "state.pt").namelist()}
     assert names == {"data.pkl", "data/0", "data/1", "version", "byteorder", ".format_version",
                      ".storage_alignment", ".data/serialization_id"}  # fmt: skip
-    loaded = load_checkpoint(tmp_path / "state.pt", allowed_globals=[])
+    loaded = load_allowlisted_checkpoint(tmp_path / "state.pt", allowed_globals=[])
     assert loaded["epoch"] == 3 and torch.equal(loaded["model"]["w"], state["model"]["w"])
 
 
 MEMORY_DRIVER = """
 import sys, zipfile
 from pathlib import Path
-from embedcache.embeddings.checkpoints import load_checkpoint
+from embedcache.embeddings.checkpoints import load_allowlisted_checkpoint
 from tests.conftest import make_lm
 from tests.peak_rss import peak_growth, reset_peak
 
@@ -229,7 +233,7 @@ del lm
 for path in (plain, bomb):
     before = reset_peak()
     try:
-        state = load_checkpoint(path)
+        state = load_allowlisted_checkpoint(path)
     except Exception as error:
         state = type(error).__name__
     print(peak_growth(before), "loaded" if isinstance(state, dict) else state)

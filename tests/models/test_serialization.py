@@ -10,9 +10,9 @@ import torch
 from gensim.models import KeyedVectors
 
 import embedcache as ec
+from embedcache.inference.tagger import SequenceTagger
 from embedcache.models.labels import TagDictionary
 from embedcache.models.serialization import ModelFormatError
-from embedcache.models.tagger import SequenceTagger
 from tests.conftest import make_lm
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import embedcache as ec
+from embedcache.inference.tagger import SequenceTagger
 from embedcache.models.labels import TagDictionary
-from embedcache.models.tagger import SequenceTagger
 from tests.conftest import make_lm
 
 

@@ -18,7 +18,7 @@ import torch
 
 from embedcache.cache import EmbeddingCache
 from embedcache.data.conll import read_column_file
-from embedcache.models.tagger import SequenceTagger
+from embedcache.inference.tagger import SequenceTagger
 from tests.cache.cache_worker import GatedEmbedder, wait_for_file
 
 CHARS_PER_BATCH = 1500

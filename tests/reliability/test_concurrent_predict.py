@@ -21,8 +21,8 @@ import torch
 
 import embedcache as ec
 from embedcache.data.conll import read_column_file
+from embedcache.inference.tagger import SequenceTagger
 from embedcache.models.labels import TagDictionary
-from embedcache.models.tagger import SequenceTagger
 from tests.conftest import make_lm
 from tests.reliability import predict_worker
 

@@ -23,7 +23,7 @@ import torch
 import embedcache as ec
 import embedcache.atomic as atomic
 from embedcache.atomic import remove_leftovers
-from embedcache.models.tagger import SequenceTagger
+from embedcache.inference.tagger import SequenceTagger
 from embedcache.training.checkpoint import load_checkpoint, save_checkpoint
 from tests.conftest import make_lm
 from tests.reliability.train_worker import PLANS

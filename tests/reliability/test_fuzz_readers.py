@@ -23,13 +23,13 @@ from hypothesis import strategies as st
 
 import embedcache as ec
 from embedcache.data.conll import DataFormatError, read_column_file
-from embedcache.data.inline import inline_markup, parse_inline
 from embedcache.data.readers import InputFormat, read_documents
 from embedcache.data.tokenize import tokenize_document
-from embedcache.data.writers import write_conll, write_jsonl
+from embedcache.inference.inline import inline_markup, parse_inline
+from embedcache.inference.predict import Prediction
+from embedcache.inference.tagger import SequenceTagger
+from embedcache.inference.writers import write_conll, write_jsonl
 from embedcache.models.labels import Span, TagDictionary
-from embedcache.models.predict import Prediction
-from embedcache.models.tagger import SequenceTagger
 from tests.conftest import make_lm
 from tests.reliability.strategies import fuzz_settings, hostile_text, hostile_token
 

@@ -25,15 +25,15 @@ from embedcache.cli.common import memory_size
 from embedcache.data.corpus import Corpus
 from embedcache.data.datasets import WNUT17
 from embedcache.data.sentence import TaggedSentence
-from embedcache.models.labels import TagDictionary
-from embedcache.models.predict import predict
-from embedcache.models.predict_budget import (
+from embedcache.inference.predict import predict
+from embedcache.inference.predict_budget import (
     InputOverBudgetError,
     budgeted_batch_size,
     sentence_nbytes,
     transient_widths,
 )
-from embedcache.models.tagger import SequenceTagger
+from embedcache.inference.tagger import SequenceTagger
+from embedcache.models.labels import TagDictionary
 from embedcache.training import Trainer
 from tests import peak_rss
 from tests.conftest import REPO_ROOT, make_lm
@@ -109,7 +109,7 @@ def test_predict_batch_size_follows_the_budget_and_results_do_not_change(
     per_sentence = sentence_nbytes(pos_tagger, max(map(lm_chars, sentences)), max(len(s) for s in sentences))
     reference = predict(pos_tagger, sentences, batch_size=32)
     sizes = batch_sizes_seen(pos_tagger, monkeypatch)
-    with caplog.at_level(logging.INFO, logger="embedcache.models.predict_budget"):
+    with caplog.at_level(logging.INFO, logger="embedcache.inference.predict_budget"):
         budgeted = pos_tagger.predict(sentences, batch_size=32, memory_budget_bytes=7 * per_sentence + 3)
     assert sizes == [7, 7, 7, 7, 2]
     assert "batch size 7 (requested 32)" in caplog.text
@@ -160,7 +160,7 @@ def test_out_of_memory_halves_the_batch_and_retries(
         return embed(batch, whitespace_after)
 
     monkeypatch.setattr(pos_tagger, "embed", at_most_three)
-    with caplog.at_level(logging.WARNING, logger="embedcache.models.predict"):
+    with caplog.at_level(logging.WARNING, logger="embedcache.inference.predict"):
         retried = predict(pos_tagger, sentences, batch_size=16)
     # 16 fails, 8 fails, 4 fails; then ten batches of 2 (later batches keep the halved size).
     assert attempts == [16, 8, 4] + [2] * 10
@@ -304,8 +304,8 @@ PEAK_DRIVER = """
 import random, sys
 import torch
 from embedcache.cli.common import load_model
-from embedcache.models.predict import predict
-from embedcache.models.predict_budget import sentence_nbytes
+from embedcache.inference.predict import predict
+from embedcache.inference.predict_budget import sentence_nbytes
 from tests.peak_rss import peak_growth, reset_peak
 
 torch.set_num_threads(1)

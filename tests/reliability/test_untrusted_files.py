@@ -30,9 +30,9 @@ from safetensors.torch import save_file
 
 import embedcache as ec
 from embedcache.embeddings.checkpoints import UnsafeCheckpointError
+from embedcache.inference.tagger import SequenceTagger
 from embedcache.models.labels import TagDictionary
 from embedcache.models.serialization import ModelFormatError
-from embedcache.models.tagger import SequenceTagger
 from tests.conftest import REPO_ROOT, make_lm
 from tests.reliability.strategies import fuzz_settings
 
@@ -273,7 +273,7 @@ _CLAIMS_SCRIPT = """
 import json, resource, sys, torch
 torch.set_num_threads(1)
 from embedcache.models.serialization import ModelFormatError
-from embedcache.models.tagger import SequenceTagger
+from embedcache.inference.tagger import SequenceTagger
 SequenceTagger.load(sys.argv[1])  # warm up: every import and allocator pool is in place
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 limit = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize() + (1 << 30)

@@ -48,8 +48,8 @@ from embedcache.cache import EmbeddingCache
 from embedcache.cache.persist import open_cache
 from embedcache.data.corpus import Corpus
 from embedcache.data.datasets import WNUT17
+from embedcache.inference.tagger import SequenceTagger
 from embedcache.models.labels import TagDictionary
-from embedcache.models.tagger import SequenceTagger
 from embedcache.training import Trainer
 from embedcache.training.checkpoint import load_checkpoint
 from tests.conftest import make_lm

@@ -8,8 +8,8 @@ import torch
 from embedcache.data.datasets import WNUT17
 from embedcache.embeddings.char_language_model import CharacterDictionary, CharLanguageModel
 from embedcache.embeddings.charlm import CharLMEncoder
+from embedcache.inference.tagger import SequenceTagger
 from embedcache.models.labels import TagDictionary
-from embedcache.models.tagger import SequenceTagger
 from embedcache.training.trainer import Trainer
 from tests.conftest import CHARACTERS
 

@@ -28,8 +28,8 @@ from embedcache.cli import build_parser
 from embedcache.cli.train import _rank_arguments
 from embedcache.data.corpus import Corpus
 from embedcache.data.datasets import WNUT17
+from embedcache.inference.tagger import SequenceTagger
 from embedcache.models.labels import TagDictionary
-from embedcache.models.tagger import SequenceTagger
 from embedcache.training import Trainer, TrainingConfig
 from embedcache.training.batches import optimizer_steps
 from embedcache.training.distributed import RankInfo, epoch_seeds, shard_ids, torchrun_command

@@ -15,8 +15,8 @@ import embedcache as ec
 from embedcache.data.corpus import Corpus
 from embedcache.data.datasets import WNUT17, UD_English_LinES
 from embedcache.data.sentence import TaggedSentence
+from embedcache.inference.tagger import SequenceTagger
 from embedcache.models.labels import TagDictionary
-from embedcache.models.tagger import SequenceTagger
 from embedcache.training import Trainer, TrainingConfig
 from embedcache.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from embedcache.training.trainer import _Run

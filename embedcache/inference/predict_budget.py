@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from embedcache.data.sentence import TaggedSentence
-from embedcache.models.pipeline import Pipeline
+from embedcache.inference.tagger_group import TaggerGroup
 
 if TYPE_CHECKING:
-    from embedcache.models.tagger import SequenceTagger
+    from embedcache.models.tagger import TaggerNetwork
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def _lm_state_width(embedder: object) -> int:
 _STEP_FLOATS = 512
 
 
-def transient_widths(model: SequenceTagger | Pipeline) -> tuple[int, int]:
+def transient_widths(model: TaggerNetwork | TaggerGroup) -> tuple[int, int]:
     """``(floats per LM character, floats per token)`` that tagging one sentence holds at its peak.
 
     - per character: the states of one character LM at a time, twice (its chunks' outputs and their
@@ -53,16 +53,16 @@ def transient_widths(model: SequenceTagger | Pipeline) -> tuple[int, int]:
     return lm_width, sum(_token_width(tagger) for tagger in taggers)
 
 
-def _token_width(tagger: SequenceTagger) -> int:
+def _token_width(tagger: TaggerNetwork) -> int:
     rnn_width = 8 * tagger.config.hidden_size * tagger.config.rnn_layers if tagger.rnn is not None else 0
     return 5 * tagger.embeddings.embedding_length + rnn_width + 4 * len(tagger.tags) + _STEP_FLOATS
 
 
-def as_pipeline(model: SequenceTagger | Pipeline) -> Pipeline:
-    return model if isinstance(model, Pipeline) else Pipeline([model])
+def as_pipeline(model: TaggerNetwork | TaggerGroup) -> TaggerGroup:
+    return model if isinstance(model, TaggerGroup) else TaggerGroup([model])
 
 
-def sentence_nbytes(tagger: SequenceTagger | Pipeline, n_chars: int, n_tokens: int) -> int:
+def sentence_nbytes(tagger: TaggerNetwork | TaggerGroup, n_chars: int, n_tokens: int) -> int:
     """Bytes one sentence adds to a predict batch at its peak, all float32 (see :func:`transient_widths`)::
 
         4 × (n_chars × floats per LM character + n_tokens × floats per token)
@@ -91,7 +91,7 @@ class InputOverBudgetError(ValueError):
 
 
 def budgeted_batch_size(
-    tagger: SequenceTagger | Pipeline,
+    tagger: TaggerNetwork | TaggerGroup,
     sentences: Sequence[TaggedSentence],
     batch_size: int,
     memory_budget_bytes: int,

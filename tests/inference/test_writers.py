@@ -10,8 +10,9 @@ import tempfile
 import pytest
 
 from embedcache.data.conll import read_column_file
-from embedcache.data.inline import inline_markup, parse_inline
-from embedcache.data.writers import (
+from embedcache.inference.inline import inline_markup, parse_inline
+from embedcache.inference.predict import Prediction
+from embedcache.inference.writers import (
     OutputWriteError,
     spool_file,
     write_conll,
@@ -19,7 +20,6 @@ from embedcache.data.writers import (
     write_predictions,
 )
 from embedcache.models.labels import Span
-from embedcache.models.predict import Prediction
 
 
 def document() -> Prediction:

@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # types only: data sits upstream of models at run time
+    from embedcache.inference.predict import Prediction
     from embedcache.models.labels import Scheme
-    from embedcache.models.predict import Prediction
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "[": "\\[", "]": "\\]", "|": "\\|"})
 
@@ -89,6 +89,7 @@ def parse_inline(markup: str) -> tuple[str, list[Stretch]]:
         elif character == "|" and start is not None and label is None:
             label = []
         elif character == "]" and label is not None:
+            # A label opens only after a stretch's start, so start is set here.
             stretches.append((start, len(text), "".join(label)))  # type: ignore[arg-type]
             start, label = None, None
         elif character in "[]|":

@@ -11,8 +11,8 @@ from flair.data import Sentence
 import embedcache as ec
 from embedcache.data import read_column_file
 from embedcache.data.sentence import TaggedSentence
+from embedcache.inference.tagger import SequenceTagger
 from embedcache.models.labels import TagDictionary
-from embedcache.models.tagger import SequenceTagger
 from tests.conftest import make_lm
 
 

@@ -7,7 +7,7 @@ removed, spans (span schemes) or tokens (plain tags, but ``O`` and ``_``) get th
 scores, readable with ``sentence.get_spans(name)`` / ``token.get_label(name)``. One :class:`Prediction`
 comes back per input.
 
-One driver serves one tagger and a :class:`~embedcache.models.pipeline.Pipeline` of several: a tagger is a
+One driver serves one tagger and a :class:`~embedcache.inference.pipeline.Pipeline` of several: a tagger is a
 pipeline of one, and each batch is embedded once for all the pipeline's taggers.
 """
 
@@ -21,22 +21,21 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
-from embedcache.data.sentence import TaggedSentence
+from embedcache.data.sentence import TaggedSentence, is_flair_sentence
 from embedcache.data.tokenize import tokenize_document
-from embedcache.lazy_imports import is_instance_of
-from embedcache.models.labels import Scheme, Span, flair_spans_from_tags, spans_from_tags
-from embedcache.models.pipeline import Pipeline
-from embedcache.models.predict_budget import (
+from embedcache.inference.predict_budget import (
     InputOverBudgetError,
     budgeted_batch_size,
     lm_input_chars,
 )
+from embedcache.inference.tagger_group import TaggerGroup
+from embedcache.models.labels import Scheme, Span, flair_spans_from_tags, spans_from_tags
 from embedcache.settings import StorageMode, storage_mode
 
 if TYPE_CHECKING:
     from flair.data import Sentence
 
-    from embedcache.models.tagger import SequenceTagger
+    from embedcache.models.tagger import TaggerNetwork
 
     PredictItem = str | Sequence[str] | TaggedSentence | Sentence
     PredictInput = PredictItem | Sequence[PredictItem]
@@ -115,7 +114,7 @@ def _sentences_of(item: PredictItem, position: int) -> tuple[list[TaggedSentence
         return tokenize_document(item, source=f"input {position}"), item
     if isinstance(item, TaggedSentence):
         return [item], None
-    if _is_flair_sentence(item):
+    if is_flair_sentence(item):
         tokens = [token.text for token in item.tokens]
         return [TaggedSentence(tokens, None, [t.whitespace_after for t in item.tokens])], None
     if isinstance(item, Sequence) and all(isinstance(token, str) for token in item):
@@ -126,13 +125,10 @@ def _sentences_of(item: PredictItem, position: int) -> tuple[list[TaggedSentence
     )
 
 
-def _is_flair_sentence(item: object) -> bool:
-    """A ``flair.data.Sentence``, told without importing Flair (only Flair users have one)."""
-    return is_instance_of(item, "flair.data", "Sentence")
-
-
 def _as_items(inputs: PredictInput) -> list[PredictItem]:
-    if isinstance(inputs, (str, TaggedSentence)) or _is_flair_sentence(inputs):
+    if isinstance(inputs, (str, TaggedSentence)):
+        return [inputs]
+    if is_flair_sentence(inputs):
         return [inputs]
     items = list(inputs)
     if items and all(isinstance(token, str) for token in items) and not isinstance(inputs, list):
@@ -145,7 +141,7 @@ Tagged = tuple[list[str], list[float]]
 
 
 def tag_sentences(
-    pipeline: Pipeline,
+    pipeline: TaggerGroup,
     sentences: list[TaggedSentence],
     batch_size: int = 32,
     progress: bool = False,
@@ -183,7 +179,7 @@ def tag_sentences(
 
 
 def _tag_batch(
-    pipeline: Pipeline, sentences: list[TaggedSentence], batch: list[int], results: list[list[Tagged]]
+    pipeline: TaggerGroup, sentences: list[TaggedSentence], batch: list[int], results: list[list[Tagged]]
 ) -> None:
     """Tag the sentences ``batch`` indexes with every tagger and put the results into ``results``."""
     non_empty = [i for i in batch if len(sentences[i])]
@@ -193,14 +189,14 @@ def _tag_batch(
     inputs, lengths = pipeline.embed([s.tokens for s in chosen], [s.whitespace_after for s in chosen])
     for k, (tagger, padded) in enumerate(zip(pipeline.taggers, inputs, strict=True)):
         tag_ids, confidences = tagger.decode(padded, lengths)
-        tag_ids, confidences = tag_ids.cpu().tolist(), confidences.cpu().tolist()
+        ids, confidence_lists = tag_ids.cpu().tolist(), confidences.cpu().tolist()
         for row, index in enumerate(non_empty):
             n = len(sentences[index])
-            results[index][k] = (tagger.tags.decode(tag_ids[row][:n]), confidences[row][:n])
+            results[index][k] = (tagger.tags.decode(ids[row][:n]), confidence_lists[row][:n])
 
 
 def predict(
-    tagger: SequenceTagger,
+    tagger: TaggerNetwork,
     inputs: PredictInput,
     batch_size: int = 32,
     mode: StorageMode = "none",
@@ -220,7 +216,7 @@ def predict(
         device: move the tagger there first (``None``: where it is).
         progress: show a progress bar.
         memory_budget_bytes: a cap on the transient tensors (LM states, activations) of a batch: the batch
-            size is lowered to fit (the arithmetic: :mod:`embedcache.models.predict_budget`), and nothing
+            size is lowered to fit (the arithmetic: :mod:`embedcache.inference.predict_budget`), and nothing
             is tagged if one input holds a sentence that alone needs more; ``None``: ``batch_size`` as given.
         label_name: the label type flair ``Sentence`` inputs get (replacing earlier labels of that type, as
             Flair does); ``None``: ``tagger.tag_type``.
@@ -234,14 +230,14 @@ def predict(
     """
     label_names = None if label_name is None else [label_name]
     per_input = predict_many(
-        Pipeline([tagger]), inputs, batch_size, mode, device, progress, memory_budget_bytes, label_names,
+        TaggerGroup([tagger]), inputs, batch_size, mode, device, progress, memory_budget_bytes, label_names,
         on_batch,
     )  # fmt: skip
     return [prediction for (prediction,) in per_input]
 
 
 def predict_many(
-    pipeline: Pipeline,
+    pipeline: TaggerGroup,
     inputs: PredictInput,
     batch_size: int = 32,
     mode: StorageMode = "none",
@@ -283,12 +279,12 @@ def predict_many(
     label_names = label_names or [tagger.tag_type for tagger in taggers]
     results = []
     for item, (sentences, text) in zip(items, per_item, strict=True):
-        by_tagger = list(zip(*[next(tagged) for _ in sentences], strict=True)) or [[]] * len(taggers)
+        by_tagger = list(zip(*[next(tagged) for _ in sentences], strict=True)) or [()] * len(taggers)
         predictions = tuple(
             _assemble(sentences, list(tagged_k), read_spans, text)
             for tagged_k, read_spans in zip(by_tagger, readers, strict=True)
         )
-        if _is_flair_sentence(item):
+        if is_flair_sentence(item):
             for tagger, prediction, name in zip(taggers, predictions, label_names, strict=True):
                 _label_flair_sentence(item, prediction, name, tagger.tags.scheme)
         results.append(predictions)
@@ -298,7 +294,7 @@ def predict_many(
 SpanReader = Callable[[list[str], list[float]], list[Span]]
 
 
-def _span_reader(tagger: SequenceTagger) -> SpanReader:
+def _span_reader(tagger: TaggerNetwork) -> SpanReader:
     """How this tagger's spans are read from its tags: conlleval's way, or Flair's for converted models.
 
     Plain tags have no spans: a plain tag labels its token, and one-token "spans" would repeat the tags.

@@ -7,9 +7,10 @@ import torch
 
 import embedcache as ec
 from embedcache.embeddings.charlm import CharLMEncoder
+from embedcache.inference.pipeline import Pipeline
+from embedcache.inference.tagger import SequenceTagger
+from embedcache.inference.tagger_group import tagger_columns
 from embedcache.models.labels import TagDictionary
-from embedcache.models.pipeline import Pipeline, tagger_columns
-from embedcache.models.tagger import SequenceTagger
 from tests.conftest import make_lm
 
 TEXTS = ["Anna lives in Rome. She likes it.", "", "Bob met Carol at the U.N. in New York on Monday !", "x"]

@@ -1,6 +1,6 @@
 """Writing predictions: CoNLL columns, JSON lines and inline markup, to any text stream.
 
-Each writer takes :class:`~embedcache.models.predict.Prediction` objects (what ``SequenceTagger.predict``
+Each writer takes :class:`~embedcache.inference.predict.Prediction` objects (what ``SequenceTagger.predict``
 returns) and writes them in order, one at a time, so a caller can stream chunk after chunk:
 
 - ``conll``: ``token<TAB>tag`` per line, an empty line after each sentence. A prediction of an input line
@@ -12,9 +12,9 @@ returns) and writes them in order, one at a time, so a caller can stream chunk a
 - ``jsonl``: one JSON object per prediction (:meth:`Prediction.to_json`: text, tokens, tags, confidences,
   token offsets into the input text where there was one, and for span schemes the spans);
 - ``inline``: one line per prediction, the text with ``[STRETCH|LABEL]`` markup (see
-  :mod:`embedcache.data.inline`).
+  :mod:`embedcache.inference.inline`).
 
-Several models over the same inputs (a :class:`~embedcache.models.pipeline.Pipeline`) are written by
+Several models over the same inputs (a :class:`~embedcache.inference.pipeline.Pipeline`) are written by
 :func:`write_rows`, one row of predictions per input: CoNLL gets one tag column per model, in order, named by
 :func:`pipeline_header`; a JSON line gets one key per model. Inline markup shows one model's labels and is
 refused for several.
@@ -35,14 +35,14 @@ import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TextIO, get_args
+from typing import TYPE_CHECKING, Any, Literal, TextIO, get_args
 
 from embedcache.atomic import WriteError, named_text_stream
-from embedcache.data.inline import inline_markup
+from embedcache.inference.inline import inline_markup
 
 if TYPE_CHECKING:  # types only: data sits upstream of models at run time
+    from embedcache.inference.predict import Prediction
     from embedcache.models.labels import Scheme
-    from embedcache.models.predict import Prediction
 
 OutputFormat = Literal["conll", "jsonl", "inline"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
@@ -110,14 +110,14 @@ def _write_json_lines(records: Iterable[dict[str, object]], stream: TextIO) -> N
 def _pipeline_record(row: Sequence[Prediction], names: Sequence[str], schemes: Sequence[Scheme]) -> dict:
     """The input's text, tokens and offsets once, then per model name its tags, confidences and spans."""
     first = row[0].to_json(schemes[0])
-    record = {key: first[key] for key in ("text", "tokens", "offsets") if key in first}
+    record: dict[str, Any] = {key: first[key] for key in ("text", "tokens", "offsets") if key in first}
     for name, prediction, scheme in zip(names, row, schemes, strict=True):
         record[name] = {k: v for k, v in prediction.to_json(scheme).items() if k not in record}
     return record
 
 
 def write_inline(predictions: Iterable[Prediction], stream: TextIO, scheme: Scheme = "BIO") -> None:
-    """One line of :func:`~embedcache.data.inline.inline_markup` per prediction."""
+    """One line of :func:`~embedcache.inference.inline.inline_markup` per prediction."""
     for prediction in predictions:
         stream.write(inline_markup(prediction, scheme))
         stream.write("\n")

@@ -1,4 +1,5 @@
-"""Tests for ``embedcache.cache.corpus``: every accepted sentence type reads the same, bad input is named."""
+"""Tests for ``embedcache.cache.corpus_tokens``: every accepted sentence type reads the same, bad input is
+named."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 from flair.data import Sentence
 
-from embedcache.cache.corpus import normalize_sentences
+from embedcache.cache.corpus_tokens import normalize_sentences
 from embedcache.data.sentence import TaggedSentence
 
 

@@ -2,10 +2,11 @@
 
 A POS and an NER tagger trained on the same character LMs hold two copies of identical weights and, run one
 after the other, compute identical LM states twice; the LMs dominate the cost of tagging. A
-:class:`Pipeline` deduplicates the taggers' embedders by :meth:`~embedcache.embeddings.base.TokenEmbedder.
-fingerprint` (the first copy of each is kept and the taggers are rewired to it, so the duplicates are
-released), runs each *shared* embedder once per batch, concatenates their vectors and gathers them into one
-zero-padded ``(B, T, ΣD)`` block. Each tagger then reads its own columns of that block:
+:class:`TaggerGroup` (what a :class:`~embedcache.inference.pipeline.Pipeline` is) deduplicates the taggers'
+embedders by :meth:`~embedcache.embeddings.base.TokenEmbedder.fingerprint` (the first copy of each is kept
+and the taggers are rewired to it, so the duplicates are released), runs each *shared* embedder once per
+batch, concatenates their vectors and gathers them into one zero-padded ``(B, T, ΣD)`` block. Each tagger
+then reads its own columns of that block:
 
 - a tagger whose embedders are a contiguous run of the shared ones, in order (the usual case: every tagger
   on the same forward and backward LMs), reads a *view* ``block[..., a:b]``, no copy;
@@ -13,11 +14,6 @@ zero-padded ``(B, T, ΣD)`` block. Each tagger then reads its own columns of tha
   selection, ``index_select`` on the last dimension: one copy of its own width.
 
 Taggers with different embedders still work: only what is identical is shared.
-
-Example:
-    >>> pos, ner = SequenceTagger.load("en-upos"), SequenceTagger.load("out/ner/best-model")  # doctest: +SKIP
-    >>> pipeline = Pipeline([pos, ner])  # doctest: +SKIP
-    >>> [(upos, ner)] = pipeline.predict(["George Washington went to Washington."])  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -33,9 +29,7 @@ from embedcache.embeddings.gather import gather_padded
 from embedcache.embeddings.stack import EmbeddingStack
 
 if TYPE_CHECKING:
-    from embedcache.models.predict import PredictInput, Prediction
-    from embedcache.models.tagger import SequenceTagger
-    from embedcache.settings import StorageMode
+    from embedcache.models.tagger import TaggerNetwork
 
 
 @dataclass(frozen=True)
@@ -57,8 +51,11 @@ class WeightBytes:
         return self.shared_embedders + sum(self.taggers.values())
 
 
-class Pipeline:
-    """Taggers that share their identical embedders; tags come back one set per tagger.
+class TaggerGroup:
+    """Taggers that share their identical embedders, embedded once per batch for all of them.
+
+    What the predict driver needs of a :class:`~embedcache.inference.pipeline.Pipeline` (which adds
+    ``predict``); a single tagger is driven as a group of one.
 
     Args:
         taggers: at least one tagger. Their embedders are deduplicated in place: a tagger whose LM equals
@@ -69,7 +66,7 @@ class Pipeline:
         ValueError: no tagger, or names that are not one distinct name per tagger.
     """
 
-    def __init__(self, taggers: Sequence[SequenceTagger], names: Sequence[str] | None = None) -> None:
+    def __init__(self, taggers: Sequence[TaggerNetwork], names: Sequence[str] | None = None) -> None:
         self.taggers = list(taggers)
         if not self.taggers:
             raise ValueError("a pipeline needs at least one tagger")
@@ -117,26 +114,8 @@ class Pipeline:
         separately = sum(_module_nbytes(tagger) for tagger in self.taggers)
         return WeightBytes(shared, own, separately)
 
-    def predict(
-        self,
-        inputs: PredictInput,
-        batch_size: int = 32,
-        storage_mode: StorageMode = "none",
-        device: str | torch.device | None = None,
-        progress: bool = False,
-        memory_budget_bytes: int | None = None,
-    ) -> list[tuple[Prediction, ...]]:
-        """Tag every input with every tagger: one tuple of predictions (in tagger order) per input.
 
-        The same driver as :meth:`SequenceTagger.predict` (sorting, batching, out-of-memory halving, the
-        memory budget); Flair sentences get one label type per tagger (its tag type).
-        """
-        from embedcache.models.predict import predict_many
-
-        return predict_many(self, inputs, batch_size, storage_mode, device, progress, memory_budget_bytes)
-
-
-def share_embedders(taggers: Sequence[SequenceTagger]) -> tuple[list[TokenEmbedder], list[list[int]]]:
+def share_embedders(taggers: Sequence[TaggerNetwork]) -> tuple[list[TokenEmbedder], list[list[int]]]:
     """The distinct embedders of ``taggers`` (first copy kept) and, per tagger, the indices of its own.
 
     Taggers holding a duplicate get a new :class:`EmbeddingStack` of the kept copies, so the duplicate's

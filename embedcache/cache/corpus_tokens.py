@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
-from embedcache.data.sentence import TaggedSentence
+from embedcache.data.sentence import TaggedSentence, is_flair_sentence
 from embedcache.embeddings.base import check_sentences
-from embedcache.lazy_imports import is_instance_of
 
 if TYPE_CHECKING:  # a Flair sentence exists only where Flair is imported already
     from flair.data import Sentence
@@ -76,7 +75,7 @@ class CorpusTokens:
 def _tokens_and_spaces(sentence: SentenceLike, index: int) -> tuple[Sequence[str], Sequence[int]]:
     if isinstance(sentence, TaggedSentence):
         return sentence.tokens, sentence.whitespace_after
-    if is_instance_of(sentence, "flair.data", "Sentence"):
+    if is_flair_sentence(sentence):
         return [t.text for t in sentence.tokens], [t.whitespace_after for t in sentence.tokens]
     if isinstance(sentence, str) or not isinstance(sentence, Sequence):
         raise TypeError(
