@@ -26,13 +26,7 @@ if TYPE_CHECKING:
 class Pipeline(TaggerGroup):
     """Taggers that share their identical embedders; tags come back one set per tagger.
 
-    Args:
-        taggers: at least one tagger. Their embedders are deduplicated in place: a tagger whose LM equals
-            an earlier tagger's (same fingerprint) is rewired to that LM object.
-        names: one name per tagger (output columns and JSON keys); default: the tag types.
-
-    Raises:
-        ValueError: no tagger, or names that are not one distinct name per tagger.
+    Built as a :class:`TaggerGroup` (its arguments and errors); this class adds :meth:`predict`.
     """
 
     def predict(
