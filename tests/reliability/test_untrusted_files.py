@@ -235,8 +235,8 @@ DISAGREEING_WEIGHTS = [
     ),
     (
         "embedding-0.safetensors",
-        lambda w: w.update({"encoder.weight": w["encoder.weight"].half()}),
-        "encoder.weight is torch.float16",
+        lambda w: w.update({"encoder.weight": w["encoder.weight"].double()}),  # float16 is a storage dtype
+        "encoder.weight is torch.float64",
     ),
     ("embedding-1.safetensors", lambda w: w.update({"vectors": torch.zeros(3, 5)}), r"vectors .*\[3, 5\]"),
 ]
