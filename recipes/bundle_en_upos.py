@@ -12,7 +12,9 @@ Data: $EMBEDCACHE_DATA (default ../shared/data).
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -56,6 +58,15 @@ def lm_records() -> list[dict[str, Any]]:
     return records
 
 
+def tagger_epochs(model: Path) -> list[dict[str, Any]]:
+    """The per-epoch records (learning rate, train loss, dev score, seconds) of the run behind ``model``."""
+    log = model.parent / "training.log"
+    if not log.is_file():
+        return []
+    records = [ast.literal_eval(m.group(1)) for m in re.finditer(r"epoch \d+: (\{.*\})", log.read_text())]
+    return [{k: round(v, 5) if isinstance(v, float) else v for k, v in r.items()} for r in records]
+
+
 def bundle(model: Path, target: Path) -> None:
     tagger = ec.SequenceTagger.load(model)
     with tempfile.TemporaryDirectory() as staging:
@@ -63,7 +74,25 @@ def bundle(model: Path, target: Path) -> None:
         half = ec.SequenceTagger.load(Path(staging) / "half")
     card = dict(tagger.model_card)
     card["scores_of_the_bundled_float16_weights"] = score(half)
+    card["description"] = (
+        "English universal part-of-speech tagger (17 UPOS tags): BiLSTM-CRF over forward and backward "
+        "character LMs (hidden 512, 85 minutes of one CPU core each) and fastText word vectors (64-d, "
+        "character n-grams), trained on UD English-LinES. Weights stored as float16."
+    )
+    card["lm_and_word_vector_training_text"] = {
+        "text": "WNUT-17 source social-media text (text/social_media_en.txt) and the running text of the "
+        "UD English-LinES and UD English-ESLSpok training splits (never a dev or test split, never tags)",
+        "licenses": "CC BY 4.0 (WNUT-17 text); CC BY-SA 4.0 (LinES, ESLSpok)",
+        "citations": [
+            "Leon Derczynski, Eric Nichols, Marieke van Erp, Nut Limsopatham (2017): Results of the WNUT2017 "
+            "Shared Task on Novel and Emerging Entity Recognition",
+            "Lars Ahrenberg (2007/2015): LinES, an English-Swedish parallel treebank (UD English-LinES)",
+            "Kristopher Kyle, Masaki Eguchi, Aaron Miller, Theodore Sither (2022): A dependency treebank of "
+            "spoken second language English (UD English-ESLSpok)",
+        ],
+    }
     card["char_lm_training"] = lm_records()
+    card["tagger_epochs"] = tagger_epochs(model)
     card["how_produced"] = [
         "embedcache train recipes/en_upos_charlm.toml --set direction=forward  (and direction=backward)",
         "python -m embedcache.embeddings.train_words (see recipes/en_upos.toml for the arguments)",
