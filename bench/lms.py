@@ -56,10 +56,10 @@ def describe(weights: LMWeights, spec: CharLMSpec = RECIPE_LM) -> str:
         "`LMS/forward.pt`, embedcache `LMS/forward.safetensors` + `.json`, and so for `backward`: "
     )
     if weights == "bundled":
+        hidden = bundled_lm_hidden_size()
         return (
             f"the trained char LMs of the bundled `{DEFAULT_MODEL}` model (forward + backward, hidden "
-            f"{spec.hidden_size}; `recipes/charlm.toml`, 23 minutes per direction on a CPU core), "
-            f"{both}the same weights)"
+            f"{hidden}; its model card says how they were trained), {both}the same weights)"
         )
     seeds = ", ".join(f"{direction} {seed}" for direction, seed in LM_SEEDS.items())
     return (
@@ -68,6 +68,12 @@ def describe(weights: LMWeights, spec: CharLMSpec = RECIPE_LM) -> str:
         f"dictionary; seeds {seeds}), {both}the same weights): the time and the bytes depend on the LMs' "
         "sizes, not on their weights"
     )
+
+
+def bundled_lm_hidden_size() -> int:
+    """The hidden size of the bundled model's char LMs, as their configuration says."""
+    config = json.loads(_bundled_lm_prefixes()["forward"].with_suffix(".json").read_text(encoding="utf-8"))
+    return int(config["hidden_size"])
 
 
 def _bundled_lm_prefixes() -> dict[str, Path]:
