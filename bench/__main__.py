@@ -71,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="suite startup: also time the command line of the checkout in DIR (e.g. a worktree of main)",
     )
     parser.add_argument(
+        "--ner-model",
+        type=Path,
+        metavar="DIR",
+        help="suite onnx: a trained WNUT-17 NER model (e.g. from recipes/wnut17_ner.toml) whose span F1 is "
+        "scored with torch, ONNX fp32 and ONNX int8",
+    )
+    parser.add_argument(
         "--device",
         choices=("cpu", "cuda", "auto"),
         default="auto",
@@ -118,8 +125,9 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     flair.device = device  # Flair's embeddings place themselves on flair.device when built
     config = BenchConfig(
-        data_dir=args.data, device=device, repeats=args.repeats, quick=args.quick, baseline=args.baseline
-    )
+        data_dir=args.data, device=device, repeats=args.repeats, quick=args.quick, baseline=args.baseline,
+        ner_model=args.ner_model,
+    )  # fmt: skip
     for name in args.suite:
         env = environment(device)
         started = time.perf_counter()

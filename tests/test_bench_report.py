@@ -67,3 +67,21 @@ def test_startup_targets_are_judged_against_the_torch_import_of_the_same_run():
 
     assert verdicts(0.5, 3.0) == ["met", "met"]  # the median torch import is 2.0 s: 3.0 s is the bound
     assert verdicts(0.51, 3.01) == ["**missed**", "**missed**"]
+
+
+def test_int8_accuracy_is_read_against_the_same_models_torch_score():
+    from bench.suites.onnx_results import Accuracy, accuracy_table
+
+    scores = [
+        Accuracy("en-upos", "test.conllu", "accuracy", "torch", 0.9593, 1121),
+        Accuracy("en-upos", "test.conllu", "accuracy", "onnx_int8", 0.9591, 1121),
+        Accuracy("ner", "test.conll", "micro_f1", "torch", 0.40, 1287),
+        Accuracy("ner", "test.conll", "micro_f1", "onnx_int8", 0.4125, 1287),
+    ]
+    rows = accuracy_table(scores).rows
+    assert [(row[2], row[4], row[5]) for row in rows] == [
+        ("accuracy %", "95.93", "+0.00"),
+        ("accuracy %", "95.91", "-0.02"),
+        ("span F1 (micro) %", "40.00", "+0.00"),
+        ("span F1 (micro) %", "41.25", "+1.25"),
+    ]

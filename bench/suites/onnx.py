@@ -1,10 +1,11 @@
-"""Suite ``onnx``: predict on the CPU with the char LMs in torch, ONNX Runtime fp32 and ONNX Runtime int8,
-against Flair 0.15.1, for LMs of hidden 256, 1024 and 2048, at 1 and 2 threads; memory; int8's accuracy cost.
+"""Suite ``onnx``: predict on the CPU with the char LMs and the tagger's head in torch, ONNX Runtime fp32 and
+ONNX Runtime int8, against Flair 0.15.1, for LMs of hidden 256, 1024 and 2048, at 1 and 2 threads; memory;
+int8's accuracy cost.
 
 Speed uses random LMs created in the run (:func:`bench.inputs.random_char_lm`; an LM's cost depends on its
 sizes, not its values) and a random tagger of the ``predict`` suite's shape: a forward and a backward LM,
-re-projection, a BiLSTM of hidden 256, a CRF, the BIOES tags of WNUT-17. Accuracy uses the bundled
-``en-upos`` model (trained LMs and tagger) on LinES test, through ``embedcache evaluate``.
+re-projection, a BiLSTM of hidden 256, a CRF, the BIOES tags of WNUT-17. Accuracy uses trained models
+through ``embedcache evaluate``: the bundled ``en-upos`` on LinES test, and ``--ner-model`` on WNUT-17 test.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from bench.inputs import (
     random_char_lm,
 )
 from bench.specs import BATCH_SIZE, CALL_SENTENCES, LINES_TEST, SEED, WNUT17
-from bench.suites.onnx_results import Accuracy, Memory, OnnxPlan, OnnxRun, SizeRun, render
+from bench.suites.onnx_results import Accuracy, Memory, OnnxPlan, OnnxRun, SizeRun, TrainedTags, render
 from bench.taggers import check_same_shape, flair_span_dictionary
+from embedcache.data.readers import guess_format, read_documents
 from embedcache.embeddings.language_model import load_language_model, save_language_model
 from embedcache.models.backends import use_backend
 
@@ -76,7 +78,7 @@ def taggers(
 
 
 def loaded(
-    model: Path, backend: str, threads: int, int8: bool = False, at_once: bool = False
+    model: str | Path, backend: str, threads: int, int8: bool = False, at_once: bool = False
 ) -> ec.SequenceTagger:
     tagger = ec.SequenceTagger.load(model).eval()
     if backend == "onnx":
@@ -108,7 +110,7 @@ def speed_cases(ours: dict[str, ec.SequenceTagger], theirs: FlairSequenceTagger)
     return [*(ec_case(name, tagger) for name, tagger in ours.items()), flair]
 
 
-def same_tags(model: Path, sentences: list[ec.TaggedSentence]) -> tuple[int, int]:
+def same_tags(model: str | Path, sentences: list[list[str]]) -> tuple[int, int]:
     """Sentences whose tags torch and ONNX fp32 agree on, of all."""
     torch_tags = [p.tags for p in loaded(model, "torch", 1).predict(sentences)]
     onnx_tags = [p.tags for p in loaded(model, "onnx", 1).predict(sentences)]
@@ -127,47 +129,57 @@ def peak_rss_bytes(command: list[str], folder: Path) -> int:
 
 
 def memory(model: Path, sentences: list[ec.TaggedSentence], folder: Path) -> list[Memory]:
-    """Bytes of the LMs as torch parameters and as ONNX files; peak RSS of ``embedcache predict``."""
+    """Bytes of the LMs and the head (torch parameters, ONNX files); peak RSS of ``embedcache predict``."""
     conll = folder / "memory.conll"
     conll.write_text("".join("\n".join(s.tokens) + "\n\n" for s in sentences), encoding="utf-8")
-    tagger = ec.SequenceTagger.load(model)
-    encoders = [e for e in tagger.embeddings.embedders if isinstance(e, ec.CharLMEncoder)]
-    torch_nbytes = sum(p.numel() * p.element_size() for e in encoders for p in e.lm.parameters())
     rows = []
     for name, options in (
         ("torch", []),
         ("onnx_fp32", ["--backend", "onnx"]),
         ("onnx_int8", ["--backend", "onnx", "--int8"]),
     ):
-        if name == "torch":
-            nbytes = torch_nbytes
-        else:
-            loaded_tagger = loaded(model, "onnx", 1, int8=name == "onnx_int8")  # also fills the cache first
-            nbytes = sum(
-                e.runner.model_nbytes
-                for e in loaded_tagger.embeddings.embedders
-                if isinstance(e, ec.CharLMEncoder)
-            )
+        tagger = loaded(model, name.split("_")[0], 1, int8=name == "onnx_int8")  # also fills the ONNX cache
         command = [str(cli_executable()), "predict", "--threads", "1", "--model", str(model), str(conll),
                    "--output", str(folder / "out.conll"), "--device", "cpu", "--quiet", *options]  # fmt: skip
-        rows.append(Memory(name, nbytes, peak_rss_bytes(command, folder)))
+        rows.append(Memory(name, network_nbytes(tagger), peak_rss_bytes(command, folder)))
     return rows
 
 
-def lines_accuracy(config: BenchConfig) -> list[Accuracy]:
-    """``en-upos`` on LinES test, torch vs ONNX fp32 vs int8, through ``embedcache evaluate``."""
-    test = config.data_dir / LINES_TEST
-    rows = []
-    for name, options in (
-        ("torch", []),
-        ("onnx_fp32", ["--backend", "onnx"]),
-        ("onnx_int8", ["--backend", "onnx", "--int8"]),
-    ):
-        command = [str(cli_executable()), "evaluate", "--threads", "1", "en-upos", str(test),
-                   "--json", "--quiet", "--device", "cpu", *options]  # fmt: skip
-        scores = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
-        rows.append(Accuracy(name, scores["accuracy"], scores["n_sentences"]))
-    return rows
+def network_nbytes(tagger: ec.SequenceTagger) -> int:
+    """What the backend holds of the char LMs and the head: torch parameters, or the ONNX files' bytes."""
+    encoders = [e for e in tagger.embeddings.embedders if isinstance(e, ec.CharLMEncoder)]
+    if tagger.head_runner is not None:
+        return sum(e.runner.model_nbytes for e in encoders) + tagger.head_runner.model_nbytes  # type: ignore
+    head = (tagger.reproject, tagger.rnn, tagger.emission)
+    parameters = [p for module in (*(e.lm for e in encoders), *head) if module for p in module.parameters()]
+    return sum(p.numel() * p.element_size() for p in parameters)
+
+
+# The trained models whose int8 accuracy cost is measured: (model, test file, metric of evaluate --json).
+def trained_models(config: BenchConfig) -> list[tuple[str, Path, str]]:
+    models = [("en-upos", config.data_dir / LINES_TEST, "accuracy")]
+    if config.ner_model is not None:
+        models.append((str(config.ner_model), config.data_dir / WNUT17 / "test.conll", "micro_f1"))
+    return models
+
+
+def trained_accuracy(config: BenchConfig) -> tuple[list[Accuracy], list[TrainedTags]]:
+    """Each trained model on its test set with torch, ONNX fp32 and ONNX int8 (``embedcache evaluate``),
+    and on how many test sentences torch's and ONNX fp32's tags agree."""
+    scores, tags = [], []
+    for model, test, metric in trained_models(config):
+        for name, options in (
+            ("torch", []),
+            ("onnx_fp32", ["--backend", "onnx"]),
+            ("onnx_int8", ["--backend", "onnx", "--int8"]),
+        ):
+            command = [str(cli_executable()), "evaluate", "--threads", "1", model, str(test),
+                       "--json", "--quiet", "--device", "cpu", *options]  # fmt: skip
+            result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+            scores.append(Accuracy(model, test.name, metric, name, result[metric], result["n_sentences"]))
+        sentences = [document.sentence.tokens for document in read_documents(test, guess_format(test.name))]
+        tags.append(TrainedTags(model, test.name, *same_tags(model, sentences)))
+    return scores, tags
 
 
 def run_size(
@@ -194,7 +206,8 @@ def run_size(
             device=torch.device("cpu"),
         )
     torch.set_num_threads(plan.threads[0])
-    identical = same_tags(model, test if hidden == min(SENTENCES) and not plan.quick else sentences)
+    tagged = test if hidden == min(SENTENCES) and not plan.quick else sentences
+    identical = same_tags(model, [s.tokens for s in tagged])
     rows = memory(model, sentences, folder) if hidden == max(SENTENCES) else []
     return SizeRun(hidden, len(sentences), sum(len(s) for s in sentences), timings, identical, rows)
 
@@ -213,13 +226,13 @@ def measure(plan: OnnxPlan, config: BenchConfig) -> OnnxRun:
         os.environ["EMBEDCACHE_ONNX_CACHE"] = str(Path(root) / "onnx-cache")  # also for the subprocesses
         try:
             runs = [run_size(plan, config, hidden, test, Path(root)) for hidden in plan.sentences]
-            accuracy = lines_accuracy(config) if plan.accuracy else []
+            accuracy, trained_tags = trained_accuracy(config) if plan.accuracy else ([], [])
         finally:
             torch.set_num_threads(threads_before)
             os.environ.pop("EMBEDCACHE_ONNX_CACHE")
             if cache_before is not None:
                 os.environ["EMBEDCACHE_ONNX_CACHE"] = cache_before
-    return OnnxRun(runs, accuracy)
+    return OnnxRun(runs, accuracy, trained_tags)
 
 
 SUITE = Suite("onnx", ("random", "bundled"), plan, measure, render)

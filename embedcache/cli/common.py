@@ -117,9 +117,9 @@ def load_model(
         BadInput: no such model, or a damaged one (:class:`ModelFormatError`); the onnx backend without
             ONNX Runtime or with a damaged export (:class:`OnnxBackendError`).
     """
-    from embedcache.embeddings.onnx_lm import OnnxBackendError
     from embedcache.inference.tagger import SequenceTagger
     from embedcache.models.serialization import ModelFormatError
+    from embedcache.onnx_graphs import OnnxBackendError
 
     path = resolve_model(spec)
     if int8 and backend != "onnx":

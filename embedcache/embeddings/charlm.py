@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 
+from embedcache.checksums import digest_tensors
 from embedcache.embeddings.base import (
     TokenizedSentences,
     TokenVectors,
@@ -241,10 +242,8 @@ class CharLMEncoder(torch.nn.Module):
         digest = hashlib.sha256(_FINGERPRINT_VERSION)
         digest.update(repr((astuple(self.options), self.chars_per_chunk, self.lm.recurrent_type)).encode())
         digest.update(b"\0".join(self.lm.dictionary.idx2item))
-        for name, tensor in sorted(self.lm.state_dict().items()):
-            if not name.startswith("decoder."):
-                digest.update(name.encode())
-                digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        weights = sorted(self.lm.state_dict().items())
+        digest_tensors(digest, ((name, t) for name, t in weights if not name.startswith("decoder.")))
         return digest.hexdigest()
 
 

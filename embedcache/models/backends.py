@@ -1,10 +1,12 @@
-"""Inference backends of a loaded tagger: which runtime runs its char LMs, and how they share the threads.
+"""Inference backends of a loaded tagger: which runtime runs its char LMs and its head, and how they share
+the threads.
 
-``torch`` (the default) runs everything in torch. ``onnx`` runs each char LM in an ONNX Runtime session,
-fp32 or int8 (:mod:`embedcache.embeddings.onnx_lm`); word vectors, extraction, the tagger's BiLSTM and the
-CRF stay in torch, where they cost little. With two or more threads and two LMs, the LMs run at once, each
+``torch`` (the default) runs everything in torch. ``onnx`` runs each char LM in an ONNX Runtime session
+(:mod:`embedcache.embeddings.onnx_lm`) and the tagger's head, re-projection → BiLSTM → emission scores, in
+another (:mod:`embedcache.models.onnx_head`), fp32 or int8; word vectors, extraction and the CRF's decoding
+stay in torch, where they cost little. With two or more threads and two LMs, the LMs run at once, each
 session on its share of the threads: the forward and backward LMs are independent, and one LSTM's small
-matrices use a second core poorly.
+matrices use a second core poorly. The head runs after them on all the threads.
 
 Example:
     >>> tagger = SequenceTagger.load("en-upos", backend="onnx", int8=True)  # doctest: +SKIP
@@ -19,14 +21,9 @@ import torch
 
 from embedcache.embeddings.char_language_model import CharLanguageModel
 from embedcache.embeddings.charlm import CharLMEncoder
-from embedcache.embeddings.onnx_lm import (
-    ExportedLM,
-    OnnxBackendError,
-    OnnxCharLM,
-    Precision,
-    exported_lm,
-    import_onnxruntime,
-)
+from embedcache.embeddings.onnx_lm import OnnxCharLM, exported_lm
+from embedcache.models.onnx_head import OnnxHead, exported_head
+from embedcache.onnx_graphs import ExportedGraph, OnnxBackendError, Precision, import_onnxruntime
 
 if TYPE_CHECKING:
     from embedcache.models.tagger import TaggerNetwork
@@ -46,12 +43,15 @@ def use_backend(
     threads: int | None = None,
     concurrent_lms: bool | None = None,
 ) -> Network:
-    """Run ``tagger``'s char LMs on ``backend`` from now on; returns the tagger.
+    """Run ``tagger``'s char LMs and head on ``backend`` from now on, for inference; returns the tagger.
+
+    The onnx head is an export of the weights at this call: train again, and call this again (or load the
+    saved model) before predicting.
 
     Args:
-        int8: ``onnx`` only: the dynamically quantised LMs (faster, a little less exact).
+        int8: ``onnx`` only: the dynamically quantised LMs and head (faster, a little less exact).
         onnx_dir: a directory written by ``embedcache export``, used as it is (a missing or damaged file is
-            refused); ``None``: the cache (:func:`~embedcache.embeddings.onnx_lm.default_cache_dir`), where
+            refused); ``None``: the cache (:func:`~embedcache.onnx_graphs.default_cache_dir`), where
             exports are made on first use and made again when damaged.
         threads: CPU threads for the LMs (default: torch's thread count).
         concurrent_lms: run the LMs at once (default: with two LMs or more and two threads or more).
@@ -69,6 +69,7 @@ def use_backend(
         for encoder in encoders:
             encoder.run_lm_with(None)
         tagger.embeddings.concurrent = False
+        tagger.head_runner = None
         return tagger
     import_onnxruntime()
     if tagger.device.type != "cpu":
@@ -77,22 +78,26 @@ def use_backend(
     concurrent = len(encoders) > 1 and threads > 1 if concurrent_lms is None else concurrent_lms
     session_threads = max(1, threads // len(encoders)) if concurrent and encoders else threads
     directory = None if onnx_dir is None else Path(onnx_dir)
+    precision: Precision = "int8" if int8 else "fp32"
     for encoder in encoders:
-        export = exported_lm(encoder, "int8" if int8 else "fp32", directory, rebuild=directory is None)
+        export = exported_lm(encoder, precision, directory, rebuild=directory is None)
         assert isinstance(encoder.lm, CharLanguageModel)  # exported_lm refuses a Flair LM
         encoder.run_lm_with(OnnxCharLM(export, encoder.lm, session_threads))
     tagger.embeddings.concurrent = concurrent
+    head = exported_head(tagger, precision, directory, rebuild=directory is None)
+    tagger.head_runner = OnnxHead(head, threads)
     return tagger
 
 
-def export_lms(tagger: TaggerNetwork, directory: str | Path, int8: bool = False) -> list[ExportedLM]:
-    """Export ``tagger``'s char LMs to ``directory`` for ``use_backend(..., onnx_dir=directory)``.
+def export_graphs(tagger: TaggerNetwork, directory: str | Path, int8: bool = False) -> list[ExportedGraph]:
+    """Export ``tagger``'s char LMs and head to ``directory`` for ``use_backend(..., onnx_dir=directory)``.
 
-    LMs already exported there, intact, are kept; damaged ones are written again.
+    Graphs already exported there, intact, are kept; damaged ones are written again.
     """
     import_onnxruntime()
     precision: Precision = "int8" if int8 else "fp32"
-    return [exported_lm(encoder, precision, Path(directory)) for encoder in _char_lm_encoders(tagger)]
+    lms = [exported_lm(encoder, precision, Path(directory)) for encoder in _char_lm_encoders(tagger)]
+    return [*lms, exported_head(tagger, precision, Path(directory))]
 
 
 def _char_lm_encoders(tagger: TaggerNetwork) -> list[CharLMEncoder]:

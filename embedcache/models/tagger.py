@@ -9,7 +9,7 @@ CRF) so that results are comparable.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -30,6 +30,10 @@ and spans are read as conlleval reads them. ``"flair"``: Flair 0.15's reading, t
 probability of each step's Viterbi scores and ``flair.data.get_spans_from_bio``'s spans; a tagger converted
 from Flair keeps it, so that it reports what Flair reports.
 """
+
+
+HeadRunner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""Another runtime's :meth:`TaggerNetwork.emissions` for inference: padded vectors, lengths → scores."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,8 @@ class TaggerNetwork(torch.nn.Module):
         self.emission = torch.nn.Linear(2 * hidden_size if use_rnn else features, len(self.tags))
         self.crf = CRF(len(self.tags)) if use_crf else None
         self.model_card: dict[str, object] = {}  # training data, scores, provenance; saved as JSON
+        # Set by embedcache.models.backends.use_backend: decode's scores from an ONNX Runtime graph.
+        self.head_runner: HeadRunner | None = None
 
     @property
     def tag_type(self) -> str:
@@ -149,10 +155,11 @@ class TaggerNetwork(torch.nn.Module):
     def decode(self, padded: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Best tags and their confidences, both ``(B, T)`` (pads hold 0).
 
+        The scores come from :attr:`head_runner` when a backend set one (the same scores, another runtime).
         With the CRF the confidence is the posterior marginal of the chosen tag (with ``decoding="flair"``,
         Flair's Viterbi confidence, see :meth:`CRF.viterbi_confidences`); without it, the softmax probability.
         """
-        scores = self.emissions(padded, lengths)
+        scores = (self.head_runner or self.emissions)(padded, lengths)
         mask = _mask(lengths, padded.shape[1], scores.device)
         if self.crf is not None and self.config.decoding == "flair":
             tag_ids, _ = self.crf.viterbi_decode(scores, mask)

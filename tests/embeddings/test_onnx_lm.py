@@ -10,13 +10,8 @@ import torch
 
 from embedcache.embeddings.char_language_model import CharacterDictionary, CharLanguageModel
 from embedcache.embeddings.charlm import CharLMEncoder
-from embedcache.embeddings.onnx_lm import (
-    INSTALL_HINT,
-    OnnxBackendError,
-    OnnxCharLM,
-    exported_lm,
-    import_onnxruntime,
-)
+from embedcache.embeddings.onnx_lm import OnnxCharLM, exported_lm
+from embedcache.onnx_graphs import INSTALL_HINT, OnnxBackendError, import_onnxruntime
 from tests.conftest import CHARACTERS, make_lm
 
 BATCH_SIZE = 64
@@ -69,7 +64,7 @@ def test_an_export_is_made_once_and_then_read(onnx_cache, monkeypatch):
         f"{encoder.lm_fingerprint()}-int8.json",
         f"{encoder.lm_fingerprint()}-int8.onnx",
     ]
-    monkeypatch.setattr("embedcache.embeddings.onnx_lm.write_export", pytest.fail)
+    monkeypatch.setattr("embedcache.onnx_graphs.write_export", pytest.fail)
     assert exported_lm(encoder, "int8") == first
 
 

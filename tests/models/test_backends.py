@@ -1,4 +1,5 @@
-"""Backends of a loaded tagger: onnx fp32 tags as torch does, LMs at once or in turn alike, torch again."""
+"""Backends of a loaded tagger: onnx fp32 tags as torch does (LMs and head), LMs at once or in turn alike,
+int8 quantises the head's BiLSTM, torch again."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import embedcache as ec
 from embedcache.data.conll import read_column_file
 from embedcache.embeddings.charlm import CharLMEncoder
 from embedcache.embeddings.onnx_lm import OnnxCharLM
+from embedcache.models.onnx_head import OnnxHead, exported_head, head_fingerprint
 from embedcache.inference.tagger import SequenceTagger
 from embedcache.models.backends import use_backend
 from embedcache.models.labels import TagDictionary
@@ -39,6 +41,21 @@ def saved_tagger(tmp_path):
     torch.nn.init.normal_(tagger.emission.weight, std=30.0)
     tagger.save(tmp_path / "model")
     return tmp_path / "model"
+
+
+@pytest.fixture
+def saved_bilstm_crf(tmp_path):
+    """A random BiLSTM-CRF NER tagger with re-projection (the head the onnx backend exports whole)."""
+    torch.manual_seed(0)
+    embedders = [
+        ec.CharLMEmbeddings(make_lm(True, 24, seed=1)),
+        ec.CharLMEmbeddings(make_lm(False, 16, seed=2)),
+    ]
+    tags = TagDictionary.for_labels(["LOC", "ORG", "PER"], "BIOES")
+    tagger = SequenceTagger(embedders, tags, "ner", hidden_size=12)
+    torch.nn.init.normal_(tagger.emission.weight, std=3.0)
+    tagger.save(tmp_path / "bilstm-crf")
+    return tmp_path / "bilstm-crf"
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +104,54 @@ def test_the_fingerprint_names_the_backend_so_caches_of_int8_vectors_stay_apart(
     fp32_prints = [e.fingerprint() for e in _encoders(tagger)]
     assert len(set(torch_prints) | set(int8_prints) | set(fp32_prints)) == 6
     assert [e.lm_fingerprint() for e in _encoders(tagger)] == torch_prints  # the exports' key
+
+
+def test_the_onnx_head_gives_torchs_scores_within_1e_5_and_its_tags(saved_bilstm_crf, wnut17_dev):
+    torch_tagger = SequenceTagger.load(saved_bilstm_crf).eval()
+    onnx_tagger = SequenceTagger.load(saved_bilstm_crf, backend="onnx").eval()
+    assert isinstance(onnx_tagger.head_runner, OnnxHead) and torch_tagger.head_runner is None
+    # Batches of unequal lengths (and one of a single sentence): the graph packs as torch does.
+    for batch in (wnut17_dev[:64], wnut17_dev[100:101], [["a"], [], ["the", "cat", "sat"]]):
+        padded, lengths = torch_tagger.embed(batch)
+        mask = torch.arange(padded.shape[1]) < lengths.unsqueeze(1)
+        expected = torch_tagger.emissions(padded, lengths)[mask]
+        assert (onnx_tagger.head_runner(padded, lengths)[mask] - expected).abs().max().item() <= 1e-5
+    expected_tags = [p.tags for p in torch_tagger.predict(wnut17_dev)]
+    assert len({tag for tags in expected_tags for tag in tags}) >= 3
+    assert [p.tags for p in onnx_tagger.predict(wnut17_dev)] == expected_tags
+
+
+def test_int8_quantises_the_heads_bilstm_and_matrices(saved_bilstm_crf, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    tagger = SequenceTagger.load(saved_bilstm_crf)
+    int8 = exported_head(tagger, "int8", tmp_path / "graphs")
+    operators = {node.op_type for node in onnx.load(str(int8.model_path)).graph.node}
+    assert {"DynamicQuantizeLSTM", "MatMulInteger"} <= operators  # the BiLSTM, re-projection and emission
+    assert int8.fingerprint == head_fingerprint(tagger)
+
+
+def test_exporting_the_head_leaves_the_network_in_its_mode(saved_bilstm_crf, tmp_path):
+    tagger = SequenceTagger.load(saved_bilstm_crf)
+    for training in (True, False):
+        tagger.train(training)  # (a static LM stays in eval mode either way)
+        modes = [module.training for module in tagger.modules()]
+        assert tagger.rnn.training is training
+        exported_head(tagger, "fp32", tmp_path / f"graphs-{training}")
+        assert [module.training for module in tagger.modules()] == modes
+
+
+def test_the_head_fingerprint_follows_its_weights_not_the_lms(saved_bilstm_crf):
+    tagger = SequenceTagger.load(saved_bilstm_crf)
+    before = head_fingerprint(tagger)
+    with torch.no_grad():
+        _encoders(tagger)[0].lm.encoder.weight.add_(1.0)
+    assert head_fingerprint(tagger) == before
+    with torch.no_grad():
+        tagger.rnn.weight_hh_l0_reverse[0, 0] += 1e-3
+    assert head_fingerprint(tagger) != before
+
+
+def test_torch_again_drops_the_head_session(saved_bilstm_crf):
+    tagger = SequenceTagger.load(saved_bilstm_crf, backend="onnx", int8=True)
+    assert isinstance(tagger.head_runner, OnnxHead)
+    assert use_backend(tagger, "torch").head_runner is None
