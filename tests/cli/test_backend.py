@@ -55,12 +55,38 @@ def test_export_then_predict_from_the_exported_dir_writes_the_int8_output(cli: R
     out = tmp_path / "lms"
     exported = cli("export", ner_model, out, "--onnx", "--int8")
     notes = exported.err.splitlines()
-    assert exported.code == 0 and [n.split(f" {out}/")[0] for n in notes] == ["note: LM:", "note: tagger head:"]
-    assert sorted(p.suffix for p in out.iterdir()) == [".json", ".json", ".onnx", ".onnx"]  # one char LM, the head
+    assert exported.code == 0 and [n.split(f" {out}/")[0] for n in notes] == [
+        "note: LM:",
+        "note: tagger head:",
+    ]
+    assert sorted(p.suffix for p in out.iterdir()) == [
+        ".json",
+        ".json",
+        ".onnx",
+        ".onnx",
+    ]  # one char LM, the head
     options = ["predict", "--model", ner_model, "--device", "cpu", "--quiet", "--backend", "onnx", "--int8"]
     from_dir = cli(*options, "--onnx-dir", out, stdin=TEXT)
     from_cache = cli(*options, stdin=TEXT)
     assert (from_dir.code, from_dir.err) == (0, "") and from_dir.out == from_cache.out
     assert sorted(p.name for p in (tmp_path / "onnx-cache").iterdir()) == sorted(
         p.name for p in out.iterdir()
+    )
+
+
+def test_a_damaged_head_export_in_an_onnx_dir_is_refused_naming_it(cli: RunCli, ner_model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "graphs"
+    assert cli("export", ner_model, out, "--onnx").code == 0
+    (head,) = [p.with_suffix(".onnx") for p in out.glob("*.json") if "tagger-head" in p.read_text()]
+    data = bytearray(head.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    head.write_bytes(bytes(data))
+    run = cli(
+        "predict", "--model", ner_model, "--device", "cpu", "--backend", "onnx", "--onnx-dir", out, stdin=TEXT
+    )
+    assert (run.code, run.out) == (2, "")
+    assert run.err == (
+        f"embedcache predict: error: {head}: damaged (its sha256 differs from the one recorded at export); "
+        "export the model again with 'embedcache export MODEL DIR --onnx'\n"
     )
