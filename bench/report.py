@@ -34,7 +34,9 @@ Regenerate a suite from the repository root with `python -m bench --suite NAME` 
 (git-ignored). No suite needs anything trained beforehand: where a figure depends on sizes only (time,
 bytes) the char LMs are random and seeded, of the size the section states; where it depends on the weights
 (F1, accuracy) they are the bundled model's trained LMs; each section says which it ran (sections recorded
-before this rule used LMs trained into `out/charlm`, the same ones the bundled model holds)."""
+before this rule used LMs trained into `out/charlm`, the same ones the bundled model holds). One option adds
+a model trained beforehand: `--suite onnx --ner-model DIR` also scores a WNUT-17 NER model (trained with
+`recipes/wnut17_ner_en.toml` for the record); without it that row is left out."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Test models are tiny: intra-op threads only add synchronisation, and on a shared 2-core machine they
 # spin against other processes (a 20x slowdown seen here). One thread keeps the suite fast and steady.
 torch.set_num_threads(1)
+# The command line's default backend is auto (ONNX Runtime int8 on a CPU where it is installed); the tests
+# compare its output with torch's, so they run torch unless a test asks for another backend. Set here, in the
+# environment, so that the commands the tests start as processes see it too.
+os.environ["EMBEDCACHE_BACKEND"] = "torch"
 # A character set that covers most of WNUT-17; everything else maps to <unk>, as in real LMs.
 CHARACTERS = (
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 \n.,;:!?'\"-_/\\()[]{}@#$%&*+=<>|~^`"

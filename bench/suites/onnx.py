@@ -47,6 +47,12 @@ SENTENCES = {256: 512, 1024: 128, 2048: 64}
 QUICK_SENTENCES = 32
 THREADS = (1, 2)
 TAGGER_HIDDEN = 256
+# Each case's command-line options (the default, auto, is int8 on a CPU: never left to it).
+BACKEND_OPTIONS = {
+    "torch": ["--backend", "torch"],
+    "onnx_fp32": ["--backend", "onnx"],
+    "onnx_int8": ["--backend", "onnx", "--int8"],
+}
 
 
 def native_twin(flair_lm: object, folder: Path) -> ec.CharLMEncoder:
@@ -133,11 +139,7 @@ def memory(model: Path, sentences: list[ec.TaggedSentence], folder: Path) -> lis
     conll = folder / "memory.conll"
     conll.write_text("".join("\n".join(s.tokens) + "\n\n" for s in sentences), encoding="utf-8")
     rows = []
-    for name, options in (
-        ("torch", []),
-        ("onnx_fp32", ["--backend", "onnx"]),
-        ("onnx_int8", ["--backend", "onnx", "--int8"]),
-    ):
+    for name, options in BACKEND_OPTIONS.items():
         tagger = loaded(model, name.split("_")[0], 1, int8=name == "onnx_int8")  # also fills the ONNX cache
         command = [str(cli_executable()), "predict", "--threads", "1", "--model", str(model), str(conll),
                    "--output", str(folder / "out.conll"), "--device", "cpu", "--quiet", *options]  # fmt: skip
@@ -149,7 +151,7 @@ def network_nbytes(tagger: ec.SequenceTagger) -> int:
     """What the backend holds of the char LMs and the head: torch parameters, or the ONNX files' bytes."""
     encoders = [e for e in tagger.embeddings.embedders if isinstance(e, ec.CharLMEncoder)]
     if tagger.head_runner is not None:
-        return sum(e.runner.model_nbytes for e in encoders) + tagger.head_runner.model_nbytes  # type: ignore
+        return sum(e.runner.model_nbytes for e in encoders) + tagger.head_runner.model_nbytes
     head = (tagger.reproject, tagger.rnn, tagger.emission)
     parameters = [p for module in (*(e.lm for e in encoders), *head) if module for p in module.parameters()]
     return sum(p.numel() * p.element_size() for p in parameters)
@@ -168,11 +170,7 @@ def trained_accuracy(config: BenchConfig) -> tuple[list[Accuracy], list[TrainedT
     and on how many test sentences torch's and ONNX fp32's tags agree."""
     scores, tags = [], []
     for model, test, metric in trained_models(config):
-        for name, options in (
-            ("torch", []),
-            ("onnx_fp32", ["--backend", "onnx"]),
-            ("onnx_int8", ["--backend", "onnx", "--int8"]),
-        ):
+        for name, options in BACKEND_OPTIONS.items():
             command = [str(cli_executable()), "evaluate", "--threads", "1", model, str(test),
                        "--json", "--quiet", "--device", "cpu", *options]  # fmt: skip
             result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
@@ -216,7 +214,8 @@ def plan(config: BenchConfig) -> OnnxPlan:
     if config.device.type != "cpu":
         raise RuntimeError("the onnx suite measures the CPU; run it with --device cpu")
     sentences = {hidden: QUICK_SENTENCES if config.quick else n for hidden, n in SENTENCES.items()}
-    return OnnxPlan(sentences, THREADS, accuracy=not config.quick, quick=config.quick)
+    ner_model = None if config.ner_model is None else str(config.ner_model)
+    return OnnxPlan(sentences, THREADS, accuracy=not config.quick, quick=config.quick, ner_model=ner_model)
 
 
 def measure(plan: OnnxPlan, config: BenchConfig) -> OnnxRun:

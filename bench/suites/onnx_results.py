@@ -55,6 +55,7 @@ class OnnxPlan:
     threads: tuple[int, ...]
     accuracy: bool
     quick: bool
+    ner_model: str | None = None  # --ner-model: a trained WNUT-17 NER model to score
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def memory_table(runs: list[SizeRun]) -> Table:
 METRICS = {"accuracy": "accuracy %", "micro_f1": "span F1 (micro) %"}
 
 
-def accuracy_table(accuracy: list[Accuracy]) -> Table:
+def accuracy_table(accuracy: list[Accuracy], ner_model: str | None = None) -> Table:
     torch_scores = {(a.model, a.test): a.score for a in accuracy if a.case == "torch"}
     rows = [
         [a.model, f"{a.test} ({a.sentences:,} sentences)", METRICS[a.metric], CASE_LABELS[a.case],
@@ -164,6 +165,8 @@ def accuracy_table(accuracy: list[Accuracy]) -> Table:
         for a in accuracy
     ]  # fmt: skip
     notes = [] if accuracy else ["Not measured in a quick run."]
+    if accuracy and ner_model is None:
+        notes.append("No WNUT-17 NER model scored: add `--ner-model DIR` (`recipes/wnut17_ner_en.toml`).")
     columns = ["model", "test", "metric", "backend", "score", "points vs torch"]
     return Table("Accuracy of trained models: torch vs ONNX fp32 vs ONNX int8", columns, rows, notes)
 
@@ -204,7 +207,7 @@ def render(plan: OnnxPlan, run: OnnxRun) -> SuiteResult:
             rates_table(runs),
             tags_table(runs, trained_tags),
             memory_table(runs),
-            accuracy_table(accuracy),
+            accuracy_table(accuracy, plan.ner_model),
         ],
         data=data,
     )

@@ -108,7 +108,7 @@ def _cli_runs(
 ) -> dict[str, tuple[float, int]]:
     text = folder / "test.txt"
     text.write_text("".join(" ".join(s.tokens) + "\n" for s in test), encoding="utf-8")
-    common = [str(text), "--device", device.type, "--quiet"]
+    common = [str(text), "--device", device.type, "--quiet", "--backend=torch"]  # the onnx suite times onnx
     runs = {
         name: run_cli(["predict", "--model", str(path), *common, "--output", str(folder / f"{name}.out")])
         for name, path in models.items()

@@ -65,7 +65,8 @@ def measure(plan: NprocPlan, config: BenchConfig) -> dict[str, tuple[float, int]
         runs = {}
         for label, nproc, threads in plan.cases:
             output = Path(folder) / f"{label}.conll"
-            arguments = ["predict", "--model", str(model), str(text), "--output", str(output), "--quiet"]
+            arguments = ["predict", "--model", str(model), str(text), "--output", str(output), "--quiet",
+                         "--backend=torch"]  # fmt: skip
             threads_option = [] if threads is None else [f"--threads={threads}"]
             runs[label] = run_cli([*arguments, "--device=cpu", f"--nproc={nproc}", *threads_option])
             log.info("%s: %.1f s", label, runs[label][0])

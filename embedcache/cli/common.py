@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # torch and the models are imported by the commands that load
     from embedcache.inference.pipeline import Pipeline
     from embedcache.inference.tagger import SequenceTagger
     from embedcache.inference.tagger_group import WeightBytes
-    from embedcache.models.backends import Backend
+    from embedcache.models.backends import BackendChoice
 
 from embedcache.models.catalog import DEFAULT_MODEL, resolve_model_path
 
@@ -107,23 +107,28 @@ def resolve_model(spec: str | None) -> Path:
 def load_model(
     spec: str | None,
     device: torch.device,
-    backend: Backend = "torch",
+    backend: BackendChoice = "torch",
     int8: bool = False,
     onnx_dir: Path | None = None,
 ) -> SequenceTagger:
-    """Load the tagger named by ``--model`` onto ``device``, in eval mode, its LMs on ``backend``.
+    """Load the tagger named by ``--model`` onto ``device``, in eval mode, its LMs and head on ``backend``.
 
     Raises:
         BadInput: no such model, or a damaged one (:class:`ModelFormatError`); the onnx backend without
-            ONNX Runtime or with a damaged export (:class:`OnnxBackendError`).
+            ONNX Runtime or with a damaged export (:class:`OnnxBackendError`); an unknown backend in
+            ``$EMBEDCACHE_BACKEND``.
     """
     from embedcache.inference.tagger import SequenceTagger
     from embedcache.models.serialization import ModelFormatError
     from embedcache.onnx_graphs import OnnxBackendError
 
+    if backend not in BACKEND_CHOICES:
+        choices = ", ".join(BACKEND_CHOICES)
+        raise BadInput(f"EMBEDCACHE_BACKEND={backend}: not a backend; set it to one of {choices}")
     path = resolve_model(spec)
-    if int8 and backend != "onnx":
+    if int8 and backend == "torch":
         raise BadInput("--int8 runs the LMs on ONNX Runtime; add --backend onnx")
+    backend = "onnx" if int8 else backend  # --int8 asks for ONNX Runtime whatever auto would choose
     try:
         return SequenceTagger.load(path, device, backend, int8, onnx_dir).eval()
     except (ModelFormatError, FileNotFoundError, OnnxBackendError) as error:
@@ -133,7 +138,7 @@ def load_model(
 def load_pipeline(
     specs: Sequence[str | None],
     device: torch.device,
-    backend: Backend = "torch",
+    backend: BackendChoice = "torch",
     int8: bool = False,
     onnx_dir: Path | None = None,
 ) -> Pipeline:
@@ -197,22 +202,32 @@ def add_runtime_options(parser: argparse.ArgumentParser, batch_size: int = 32) -
     )
     parser.add_argument(
         "--backend",
-        choices=("torch", "onnx"),
-        default="torch",
-        help="what runs the char LMs: torch (default) or ONNX Runtime on the CPU (pip install "
-        "'embedcache[onnx]'); the LMs are exported to ~/.cache/embedcache/onnx on first use",
+        choices=BACKEND_CHOICES,
+        default=default_backend(),
+        help="what runs the char LMs and the tagger's BiLSTM: auto (default, or $EMBEDCACHE_BACKEND): ONNX "
+        "Runtime int8 on the CPU where it is installed (pip install 'embedcache[onnx]'), else torch; torch; "
+        "or onnx (fp32, torch's tags; --int8 for int8). Exports go to ~/.cache/embedcache/onnx on first use",
     )
     parser.add_argument(
         "--int8",
         action="store_true",
-        help="with --backend onnx: int8-quantised LMs (faster, slightly less exact)",
+        help="ONNX Runtime with int8-quantised weights (faster, slightly less exact); auto's choice on a CPU",
     )
     parser.add_argument(
         "--onnx-dir",
         type=Path,
         metavar="DIR",
-        help="with --backend onnx: LMs exported by 'embedcache export'",
+        help="ONNX Runtime with the graphs exported by 'embedcache export' to DIR",
     )
+
+
+BACKEND_CHOICES = ("auto", "torch", "onnx")  # embedcache.models.backends.BACKENDS, without importing torch
+
+
+def default_backend() -> str:
+    """``$EMBEDCACHE_BACKEND`` (a test suite's or a site's choice), else ``auto``; checked by
+    :func:`load_model`, since argparse checks only the values given on the command line."""
+    return os.environ.get("EMBEDCACHE_BACKEND", "auto")
 
 
 MAX_COUNT = 2**31 - 1  # any count (threads, sentences, documents) beyond this is a typo, not a plan

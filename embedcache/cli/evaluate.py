@@ -55,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from embedcache.inference.predict import predict
+    from embedcache.models.backends import running_backend
     from embedcache.training.evaluation import evaluate_tags
 
     output = checked_output(args.output, [args.data]) if args.output is not None else None
@@ -72,14 +73,15 @@ def run(args: argparse.Namespace) -> int:
         raise BadInput(
             f"{args.data}: gold tags do not fit the model's {tagger.tags.scheme} tags: {error}"
         ) from error
+    backend = running_backend(tagger)
     report = {"model": str(resolve_model(args.model)), "data": args.data, "scheme": tagger.tags.scheme,
-              **scores.to_json()}  # fmt: skip
+              "backend": backend, **scores.to_json()}  # fmt: skip
     text = json.dumps(report, ensure_ascii=False, indent=1)
     if output is not None:
         with AtomicFile(output) as out:
             out.stream.write(text + "\n")
             out.commit()
-    print(text if args.json else f"{args.data}: {scores.table()}")
+    print(text if args.json else f"{args.data}: {scores.table()}\nbackend: {backend}")
     feedback.summarize(None if output is None else str(output))
     return EXIT_OK
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from flair.models import SequenceTagger as FlairSequenceTagger
 
     from embedcache.inference.predict import PredictInput, Prediction
-    from embedcache.models.backends import Backend
+    from embedcache.models.backends import BackendChoice
 
 
 class SequenceTagger(TaggerNetwork):
@@ -78,14 +78,16 @@ class SequenceTagger(TaggerNetwork):
         cls,
         path: str | Path,
         device: str | torch.device | None = None,
-        backend: Backend = "torch",
+        backend: BackendChoice = "torch",
         int8: bool = False,
         onnx_dir: str | Path | None = None,
     ) -> SequenceTagger:
         """Load a model directory written by :meth:`save`, or a bundled model by name (never unpickles).
 
-        ``backend="onnx"`` runs the char LMs in ONNX Runtime (``int8``: quantised), exported on first use
-        to a cache or read from ``onnx_dir``; see :func:`embedcache.models.backends.use_backend`.
+        ``backend="onnx"`` runs the char LMs and the head in ONNX Runtime (``int8``: quantised), exported
+        on first use to a cache or read from ``onnx_dir``; ``"auto"`` (the command line's default) runs them
+        in ONNX Runtime int8 on the CPU where it is installed, else in torch; see
+        :func:`embedcache.models.backends.use_backend`.
 
         Example:
             >>> tagger = SequenceTagger.load("en-upos")  # doctest: +SKIP

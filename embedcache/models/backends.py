@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
@@ -28,15 +29,18 @@ from embedcache.onnx_graphs import ExportedGraph, OnnxBackendError, Precision, i
 if TYPE_CHECKING:
     from embedcache.models.tagger import TaggerNetwork
 
+log = logging.getLogger(__name__)
+
 Network = TypeVar("Network", bound="TaggerNetwork")
 
 Backend = Literal["torch", "onnx"]
-BACKENDS: tuple[Backend, ...] = ("torch", "onnx")
+BackendChoice = Literal["auto", "torch", "onnx"]
+BACKENDS: tuple[BackendChoice, ...] = ("auto", "torch", "onnx")
 
 
 def use_backend(
     tagger: Network,
-    backend: Backend,
+    backend: BackendChoice,
     *,
     int8: bool = False,
     onnx_dir: str | Path | None = None,
@@ -47,6 +51,11 @@ def use_backend(
 
     The onnx head is an export of the weights at this call: train again, and call this again (or load the
     saved model) before predicting.
+
+    ``auto`` is the CPU default of ``embedcache predict``: ONNX Runtime int8 on the CPU where ONNX Runtime is
+    installed (its measured cost: 0.03 points of UPOS accuracy on LinES test, none in WNUT-17 F1; see
+    BENCHMARKS.md, ``onnx``), else torch; and torch, with a warning, when the exports cannot be made (a
+    Flair LM, a cache that cannot be written).
 
     Args:
         int8: ``onnx`` only: the dynamically quantised LMs and head (faster, a little less exact).
@@ -62,6 +71,8 @@ def use_backend(
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return _use_default_backend(tagger, onnx_dir, threads, concurrent_lms)
     encoders = _char_lm_encoders(tagger)
     if backend == "torch":
         if int8:
@@ -87,6 +98,36 @@ def use_backend(
     head = exported_head(tagger, precision, directory, rebuild=directory is None)
     tagger.head_runner = OnnxHead(head, threads)
     return tagger
+
+
+def running_backend(tagger: TaggerNetwork) -> str:
+    """What runs ``tagger`` now, in words for reports: ``torch``, ``onnx-fp32`` or ``onnx-int8``."""
+    return "torch" if tagger.head_runner is None else tagger.head_runner.name
+
+
+def _use_default_backend(
+    tagger: Network, onnx_dir: str | Path | None, threads: int | None, concurrent_lms: bool | None
+) -> Network:
+    """``auto``: ONNX Runtime int8 on the CPU when it can run, else torch (see :func:`use_backend`)."""
+    if tagger.device.type != "cpu" or not _onnxruntime_installed():
+        return use_backend(tagger, "torch")
+    try:
+        return use_backend(
+            tagger, "onnx", int8=True, onnx_dir=onnx_dir, threads=threads, concurrent_lms=concurrent_lms
+        )
+    except (OnnxBackendError, OSError) as error:
+        if onnx_dir is not None:  # exports the user made and named: theirs to fix, not to work around
+            raise
+        log.warning("running the model in torch, not ONNX Runtime int8: %s", error)
+        return use_backend(tagger, "torch")
+
+
+def _onnxruntime_installed() -> bool:
+    try:
+        import_onnxruntime()
+    except OnnxBackendError:
+        return False
+    return True
 
 
 def export_graphs(tagger: TaggerNetwork, directory: str | Path, int8: bool = False) -> list[ExportedGraph]:

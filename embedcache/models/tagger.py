@@ -9,9 +9,9 @@ CRF) so that results are comparable.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -32,8 +32,13 @@ from Flair keeps it, so that it reports what Flair reports.
 """
 
 
-HeadRunner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""Another runtime's :meth:`TaggerNetwork.emissions` for inference: padded vectors, lengths → scores."""
+class HeadRunner(Protocol):
+    """Another runtime's :meth:`TaggerNetwork.emissions` for inference: padded vectors, lengths → scores."""
+
+    name: str  # the runtime and precision, for reports ("onnx-int8")
+    model_nbytes: int  # what it holds of the weights
+
+    def __call__(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)

@@ -90,3 +90,74 @@ def test_a_damaged_head_export_in_an_onnx_dir_is_refused_naming_it(cli: RunCli, 
         f"embedcache predict: error: {head}: damaged (its sha256 differs from the one recorded at export); "
         "export the model again with 'embedcache export MODEL DIR --onnx'\n"
     )
+
+
+def test_auto_runs_onnx_int8_on_the_cpu_and_says_nothing(ner_model, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from embedcache.cli.common import load_model
+
+    tagger = load_model(str(ner_model), torch.device("cpu"), "auto")
+    assert tagger.head_runner is not None and tagger.head_runner.name == "onnx-int8"
+    assert {e.runner.name for e in tagger.embeddings.embedders} == {"onnx-int8"}
+
+
+def test_auto_is_the_command_lines_default_and_gives_the_int8_output(cli: RunCli, ner_model, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    options = ["predict", "--model", ner_model, "--device", "cpu", "--quiet"]
+    int8 = cli(*options, "--backend", "onnx", "--int8", stdin=TEXT)
+    monkeypatch.delenv("EMBEDCACHE_BACKEND")
+    default = cli(*options, stdin=TEXT)
+    assert (default.code, default.err) == (0, "") and default.out == int8.out
+
+
+def test_auto_without_onnx_runtime_runs_torch(cli: RunCli, ner_model, monkeypatch):
+    options = ["predict", "--model", ner_model, "--device", "cpu", "--quiet"]
+    expected = cli(*options, "--backend", "torch", stdin=TEXT)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    run = cli(*options, "--backend", "auto", stdin=TEXT)
+    assert (run.code, run.err) == (0, "") and run.out == expected.out
+
+
+def test_auto_runs_torch_with_a_warning_when_the_cache_cannot_be_written(
+    cli: RunCli, ner_model, tmp_path, monkeypatch
+):
+    pytest.importorskip("onnxruntime")
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("EMBEDCACHE_ONNX_CACHE", str(tmp_path / "a-file" / "onnx"))
+    options = ["predict", "--model", ner_model, "--device", "cpu"]
+    expected = cli(*options, "--backend", "torch", "--quiet", stdin=TEXT)
+    run = cli(*options, "--backend", "auto", stdin=TEXT)
+    assert run.code == 0 and run.out == expected.out
+    assert (
+        run.err.startswith(
+            "WARNING embedcache.models.backends: running the model in torch, not ONNX Runtime int8: "
+        )
+        and str(tmp_path / "a-file") in run.err
+    )
+
+
+def test_an_unknown_backend_in_the_environment_is_refused_in_one_line(cli: RunCli, ner_model, monkeypatch):
+    monkeypatch.setenv("EMBEDCACHE_BACKEND", "tensorrt")
+    run = cli("predict", "--model", ner_model, "--device", "cpu", stdin=TEXT)
+    assert (run.code, run.out) == (2, "")
+    assert run.err == (
+        "embedcache predict: error: EMBEDCACHE_BACKEND=tensorrt: not a backend; "
+        "set it to one of auto, torch, onnx\n"
+    )
+
+
+def test_evaluate_says_which_backend_scored(cli: RunCli, ner_model, data_dir, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import json
+
+    gold = tmp_path / "gold.conll"
+    gold.write_text("\n\n".join((data_dir / "wnut17" / "dev.conll").read_text().split("\n\n")[:20]) + "\n\n")
+    evaluate = ["evaluate", ner_model, gold, "--quiet"]
+    backends = [
+        json.loads(cli(*evaluate, "--json", *options).out)["backend"]
+        for options in ([], ["--backend", "onnx"], ["--backend", "onnx", "--int8"])
+    ]
+    assert backends == ["torch", "onnx-fp32", "onnx-int8"]
+    assert cli(*evaluate, "--backend", "onnx", "--int8").out.endswith("\nbackend: onnx-int8\n")

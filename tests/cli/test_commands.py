@@ -26,7 +26,7 @@ def empty_workdir(tmp_path, data_dir, monkeypatch) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("recipe", ["wnut17_ner.toml", "lines_upos.toml"])
+@pytest.mark.parametrize("recipe", ["wnut17_ner.toml", "wnut17_ner_en.toml", "lines_upos.toml"])
 def test_train_smoke_runs_a_tagger_recipe_and_writes_both_models(cli: RunCli, empty_workdir, recipe):
     tmp_path = empty_workdir
     run = cli("train", RECIPES / recipe, "--smoke", "--set", f"output_dir={tmp_path}", "--quiet")

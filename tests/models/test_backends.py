@@ -11,10 +11,10 @@ import embedcache as ec
 from embedcache.data.conll import read_column_file
 from embedcache.embeddings.charlm import CharLMEncoder
 from embedcache.embeddings.onnx_lm import OnnxCharLM
-from embedcache.models.onnx_head import OnnxHead, exported_head, head_fingerprint
 from embedcache.inference.tagger import SequenceTagger
 from embedcache.models.backends import use_backend
 from embedcache.models.labels import TagDictionary
+from embedcache.models.onnx_head import OnnxHead, exported_head, head_fingerprint
 from tests.conftest import make_lm
 
 pytest.importorskip("onnxruntime")
