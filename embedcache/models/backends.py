@@ -1,12 +1,13 @@
 """Inference backends of a loaded tagger: which runtime runs its char LMs and its head, and how they share
 the threads.
 
-``torch`` (the default) runs everything in torch. ``onnx`` runs each char LM in an ONNX Runtime session
-(:mod:`embedcache.embeddings.onnx_lm`) and the tagger's head, re-projection → BiLSTM → emission scores, in
-another (:mod:`embedcache.models.onnx_head`), fp32 or int8; word vectors, extraction and the CRF's decoding
-stay in torch, where they cost little. With two or more threads and two LMs, the LMs run at once, each
-session on its share of the threads: the forward and backward LMs are independent, and one LSTM's small
-matrices use a second core poorly. The head runs after them on all the threads.
+``torch`` (the Python API's default) runs everything in torch. ``onnx`` runs each char LM in an ONNX
+Runtime session (:mod:`embedcache.embeddings.onnx_lm`) and the tagger's head, re-projection → BiLSTM →
+emission scores, in another (:mod:`embedcache.models.onnx_head`), fp32 or int8; word vectors, extraction
+and the CRF's decoding stay in torch, where they cost little. With two or more threads and two LMs, the LMs
+run at once, each session on its share of the threads: the forward and backward LMs are independent, and one
+LSTM's small matrices use a second core poorly. The head runs after them on all the threads. ``auto`` (the
+command line's default) chooses ONNX Runtime int8 on a CPU where it can, else torch.
 
 Example:
     >>> tagger = SequenceTagger.load("en-upos", backend="onnx", int8=True)  # doctest: +SKIP
@@ -85,6 +86,9 @@ def use_backend(
     import_onnxruntime()
     if tagger.device.type != "cpu":
         raise OnnxBackendError(f"the onnx backend runs on the CPU; the tagger is on {tagger.device}")
+    for encoder in encoders:
+        if encoder.fine_tune:
+            raise OnnxBackendError(f"{encoder.name}: a fine-tuned LM; it runs in torch, as it trained")
     threads = threads or torch.get_num_threads()
     concurrent = len(encoders) > 1 and threads > 1 if concurrent_lms is None else concurrent_lms
     session_threads = max(1, threads // len(encoders)) if concurrent and encoders else threads

@@ -15,6 +15,7 @@ from embedcache.inference.tagger import SequenceTagger
 from embedcache.models.backends import use_backend
 from embedcache.models.labels import TagDictionary
 from embedcache.models.onnx_head import OnnxHead, exported_head, head_fingerprint
+from embedcache.onnx_graphs import OnnxBackendError
 from tests.conftest import make_lm
 
 pytest.importorskip("onnxruntime")
@@ -155,3 +156,13 @@ def test_torch_again_drops_the_head_session(saved_bilstm_crf):
     tagger = SequenceTagger.load(saved_bilstm_crf, backend="onnx", int8=True)
     assert isinstance(tagger.head_runner, OnnxHead)
     assert use_backend(tagger, "torch").head_runner is None
+
+
+def test_auto_runs_a_fine_tuned_lm_in_torch_and_says_why(tmp_path, caplog):
+    torch.manual_seed(0)
+    encoder = ec.CharLMEncoder(make_lm(True, 16, seed=1), fine_tune=True)
+    tagger = SequenceTagger([encoder], TagDictionary.for_labels(["PER"], "BIOES"), "ner", hidden_size=8)
+    with pytest.raises(OnnxBackendError, match="a fine-tuned LM; it runs in torch"):
+        use_backend(tagger, "onnx")
+    assert use_backend(tagger, "auto").head_runner is None and encoder.runner is None
+    assert "running the model in torch, not ONNX Runtime int8: " in caplog.text
