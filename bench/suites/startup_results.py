@@ -31,7 +31,12 @@ Targets (issue #15): `embedcache --version` ≤ 0.5 s and importing neither torc
 imported Flair (and with it `transformers`): on the 2-core machine where the issue was filed, `--help`,
 `--version` and a missing-file error each took 7–13 s of wall time (about 8 s of CPU), a one-sentence
 predict 7–15 s, and the `predict` suite measured 10.7 s of start-up (22 s on a GPU machine). A `baseline`
-row is the same command run from another checkout (`--baseline DIR`) in this same run."""
+row is the same command run from another checkout (`--baseline DIR`) in this same run.
+
+`predict` runs with the command line's default backend: since issue #17 `auto`, which on a CPU with ONNX
+Runtime installed runs the LMs and the tagger's head as int8 ONNX Runtime graphs (exported into the cache
+in the untimed round, read from it after: start-up includes importing ONNX Runtime, checking the files'
+sha256 and opening three sessions); a checkout from before it runs torch."""
 
 
 @dataclass(frozen=True)
