@@ -186,11 +186,15 @@ def _quantize(fp32_path: Path, int8_path: Path) -> None:
     import_onnxruntime()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    logging.getLogger().disabled, was_disabled = True, logging.getLogger().disabled  # its pre-processing hint
+    # Its pre-processing hint goes through logging.warning(), which also gives the root logger a handler
+    # (logging.basicConfig) when it has none: every later log line would be printed twice.
+    root = logging.getLogger()
+    was_disabled, handlers = root.disabled, list(root.handlers)
+    root.disabled = True
     try:
         quantize_dynamic(fp32_path, int8_path, weight_type=QuantType.QInt8)
     finally:
-        logging.getLogger().disabled = was_disabled
+        root.disabled, root.handlers[:] = was_disabled, handlers
 
 
 def cpu_session(export: ExportedGraph, threads: int) -> Any:

@@ -127,3 +127,15 @@ def test_a_flair_lm_is_refused_naming_the_encoder():
     encoder = CharLMEncoder(make_lm(True, hidden_size=16), name="flair-forward")
     with pytest.raises(OnnxBackendError, match="flair-forward: a Flair LanguageModel"):
         exported_lm(encoder, "fp32")
+
+
+def test_quantising_leaves_the_root_logger_without_handlers(monkeypatch):
+    """ONNX Runtime's quantiser logs through logging.warning(), which would give a root logger without
+    handlers one, and the command line would print every later log line twice."""
+    pytest.importorskip("onnxruntime")
+    import logging
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])  # as in the command line (pytest adds its own)
+    exported_lm(CharLMEncoder(native_lm(True, seed=3)), "int8")
+    assert root.handlers == [] and not root.disabled
