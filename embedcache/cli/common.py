@@ -128,6 +128,8 @@ def load_model(
     path = resolve_model(spec)
     if int8 and backend == "torch":
         raise BadInput("--int8 runs the LMs on ONNX Runtime; add --backend onnx")
+    if onnx_dir is not None and backend == "torch":
+        raise BadInput("--onnx-dir holds graphs for ONNX Runtime; add --backend onnx (or auto), not torch")
     backend = "onnx" if int8 else backend  # --int8 asks for ONNX Runtime whatever auto would choose
     try:
         return SequenceTagger.load(path, device, backend, int8, onnx_dir).eval()

@@ -161,3 +161,12 @@ def test_evaluate_says_which_backend_scored(cli: RunCli, ner_model, data_dir, tm
     ]
     assert backends == ["torch", "onnx-fp32", "onnx-int8"]
     assert cli(*evaluate, "--backend", "onnx", "--int8").out.endswith("\nbackend: onnx-int8\n")
+
+
+def test_an_onnx_dir_with_the_torch_backend_is_refused(cli: RunCli, ner_model, tmp_path):
+    run = cli("predict", "--model", ner_model, "--backend", "torch", "--onnx-dir", tmp_path, stdin=TEXT)
+    assert (run.code, run.out) == (2, "")
+    assert run.err == (
+        "embedcache predict: error: --onnx-dir holds graphs for ONNX Runtime; add --backend onnx (or auto), "
+        "not torch\n"
+    )
