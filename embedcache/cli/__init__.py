@@ -166,6 +166,7 @@ def _log_to_stderr(level: int) -> Iterator[None]:
     """The package's log lines on stderr for the duration of a command (then the handler is removed)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(level)  # its own level: a training run's log file may take more (training.log)
     package = logging.getLogger("embedcache")
     previous = package.level
     package.addHandler(handler)

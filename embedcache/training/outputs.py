@@ -54,14 +54,19 @@ def write_results(out: Path, best_score: float, test: Scores | None, history: li
 
 @contextlib.contextmanager
 def run_log(out: Path, ranks: RankInfo) -> Iterator[None]:
-    """The package's log records into ``training.log`` (other ranks: ``training-rankR.log``) meanwhile."""
+    """The package's log records from INFO up into ``training.log`` (other ranks: ``training-rankR.log``)
+    meanwhile."""
     name = "training.log" if ranks.is_main else f"training-rank{ranks.rank}.log"
     handler = logging.FileHandler(out / name, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     package_log = logging.getLogger("embedcache")
+    previous = package_log.level
     package_log.addHandler(handler)
+    # The epochs' records go to the file even when the console shows only warnings (train --quiet).
+    package_log.setLevel(min(package_log.getEffectiveLevel(), logging.INFO))
     try:
         yield
     finally:
         package_log.removeHandler(handler)
+        package_log.setLevel(previous)
         handler.close()

@@ -38,6 +38,11 @@ def test_train_smoke_runs_a_tagger_recipe_and_writes_both_models(cli: RunCli, em
         assert all(entry["random_stand_in"] for entry in card["embeddings"])  # no LM files in a test checkout
         assert "best_dev_score" in card["scores"]
     assert f"models: {out / 'best-model'}, {out / 'final-model'}" in run.out
+    # --quiet keeps the console to warnings; the run's log file still records the epochs.
+    assert (
+        "INFO" not in run.err
+        and "INFO embedcache.training.trainer: epoch 1: " in (out / "training.log").read_text()
+    )
 
 
 def test_set_smoke_true_equals_smoke_and_overrides_reach_the_trainer(cli: RunCli, empty_workdir):
