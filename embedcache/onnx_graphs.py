@@ -39,7 +39,8 @@ from embedcache.checksums import file_sha256
 log = logging.getLogger(__name__)
 
 Precision = Literal["fp32", "int8"]
-INSTALL_HINT = "ONNX Runtime is not installed; install it with: pip install 'embedcache[onnx]'"
+INSTALL_COMMAND = "install it with: pip install 'embedcache[onnx]'"
+INSTALL_HINT = f"ONNX Runtime is not installed; {INSTALL_COMMAND}"
 OPSET = 17
 
 ExportFp32 = Callable[[Path], None]
@@ -115,7 +116,8 @@ def verified_export(export: ExportedGraph, export_fp32: ExportFp32, rebuild: boo
     if problem is None:
         return export
     if not rebuild:
-        raise OnnxBackendError(f"{problem}; export the model again with 'embedcache export MODEL DIR --onnx'")
+        command = "embedcache export MODEL DIR --onnx" + (" --int8" if export.precision == "int8" else "")
+        raise OnnxBackendError(f"{problem}; export the model again with '{command}'")
     if export.model_path.exists():
         log.warning("%s; exporting the %s again", problem, export.what)
     write_export(export, export_fp32)
@@ -123,7 +125,17 @@ def verified_export(export: ExportedGraph, export_fp32: ExportFp32, rebuild: boo
 
 
 def write_export(export: ExportedGraph, export_fp32: ExportFp32) -> None:
-    """Write the graph (quantised for ``int8``) to ``export.model_path``, then its ``.json``."""
+    """Write the graph (quantised for ``int8``) to ``export.model_path``, then its ``.json``.
+
+    Raises:
+        OnnxBackendError: the ``onnx`` package, which exporting needs (running does not), is missing.
+    """
+    import_onnxruntime()
+    try:
+        import onnx  # noqa: F401  (torch.onnx.export writes through it)
+    except ImportError as error:
+        message = f"exporting needs the onnx package, which is not installed; {INSTALL_COMMAND}"
+        raise OnnxBackendError(message) from error
     with atomic_files(export.directory, last=export.meta_path.name) as staging:
         model_path = staging / export.model_path.name
         if export.precision == "fp32":
@@ -145,11 +157,13 @@ def export_module(
     names: tuple[Sequence[str], Sequence[str]],
     dynamic_axes: dict[str, dict[int, str]],
 ) -> None:
-    """``torch.onnx.export`` of ``module`` in eval mode (no dropout: the inference graph), on the CPU.
+    """``torch.onnx.export`` of ``module`` (on the CPU) in eval mode (no dropout: the inference graph).
 
     Args:
         names: the graph's input names and output names.
     """
+    if any(parameter.device.type != "cpu" for parameter in module.parameters()):
+        raise OnnxBackendError("exports are made on the CPU; move the tagger there first (tagger.to('cpu'))")
     modes = [(layer, layer.training) for layer in module.modules()]  # a wrapper's mode is not its layers'
     module.eval()
     try:
@@ -158,7 +172,7 @@ def export_module(
         with warnings.catch_warnings(), _native_stderr_silenced():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                module.cpu(), args, str(path), input_names=list(names[0]), output_names=list(names[1]),
+                module, args, str(path), input_names=list(names[0]), output_names=list(names[1]),
                 dynamic_axes=dynamic_axes, opset_version=OPSET, dynamo=False,
             )  # fmt: skip
     finally:

@@ -67,7 +67,7 @@ def launch(args: argparse.Namespace, sources: Sequence[str], output: Path | None
         remove_leftovers(output)  # parts of killed ranks (their pids are gone now)
         log.seek(0)
         text = log.read().decode("utf-8", errors="replace")
-    ours = [line for line in text.splitlines() if args.debug or line.startswith((_PREFIX, "note:"))]
+    ours = text.splitlines() if args.debug else _reported_lines(text)
     if code != 0:
         if args.debug:
             print(text, file=sys.stderr, end="")
@@ -76,6 +76,14 @@ def launch(args: argparse.Namespace, sources: Sequence[str], output: Path | None
         return code if code != EXIT_BAD_INPUT else 1
     print("\n".join(ours), file=sys.stderr, end="\n" if ours else "")
     return EXIT_BAD_INPUT if any(line.startswith(f"{_PREFIX}: error:") for line in ours) else EXIT_OK
+
+
+def _reported_lines(ranks_output: str) -> list[str]:
+    """What the ranks said for the user: each warning once (every rank gives the same, e.g. auto's fallback
+    to torch), then their notes and errors."""
+    lines = ranks_output.splitlines()
+    warnings = dict.fromkeys(line for line in lines if line.startswith("WARNING "))
+    return [*warnings, *(line for line in lines if line.startswith((_PREFIX, "note:")))]
 
 
 def _what_failed(torchrun_report: str, code: int) -> str:

@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 Network = TypeVar("Network", bound="TaggerNetwork")
 
-Backend = Literal["torch", "onnx"]
 BackendChoice = Literal["auto", "torch", "onnx"]
 BACKENDS: tuple[BackendChoice, ...] = ("auto", "torch", "onnx")
 
@@ -47,11 +46,12 @@ def use_backend(
     onnx_dir: str | Path | None = None,
     threads: int | None = None,
     concurrent_lms: bool | None = None,
+    head: bool = True,
 ) -> Network:
     """Run ``tagger``'s char LMs and head on ``backend`` from now on, for inference; returns the tagger.
 
-    The onnx head is an export of the weights at this call: train again, and call this again (or load the
-    saved model) before predicting.
+    The onnx head is an export of the weights at this call; the trainer drops it (training changes them),
+    so decoding is torch's until this is called again.
 
     ``auto`` is the CPU default of ``embedcache predict``: ONNX Runtime int8 on the CPU where ONNX Runtime is
     installed (its measured cost: 0.03 points of UPOS accuracy on LinES test, none in WNUT-17 F1; see
@@ -63,8 +63,9 @@ def use_backend(
         onnx_dir: a directory written by ``embedcache export``, used as it is (a missing or damaged file is
             refused); ``None``: the cache (:func:`~embedcache.onnx_graphs.default_cache_dir`), where
             exports are made on first use and made again when damaged.
-        threads: CPU threads for the LMs (default: torch's thread count).
+        threads: CPU threads for the LMs and the head (default: torch's thread count).
         concurrent_lms: run the LMs at once (default: with two LMs or more and two threads or more).
+        head: ``onnx`` only: the head too (``False``: the LMs alone, as a training cache build wants).
 
     Raises:
         OnnxBackendError: ``onnx`` without ONNX Runtime, on a GPU, or with an unusable exported file.
@@ -99,8 +100,9 @@ def use_backend(
         assert isinstance(encoder.lm, CharLanguageModel)  # exported_lm refuses a Flair LM
         encoder.run_lm_with(OnnxCharLM(export, encoder.lm, session_threads))
     tagger.embeddings.concurrent = concurrent
-    head = exported_head(tagger, precision, directory, rebuild=directory is None)
-    tagger.head_runner = OnnxHead(head, threads)
+    if head:
+        graph = exported_head(tagger, precision, directory, rebuild=directory is None)
+        tagger.head_runner = OnnxHead(graph, threads)
     return tagger
 
 

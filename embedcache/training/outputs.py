@@ -54,8 +54,13 @@ def write_results(out: Path, best_score: float, test: Scores | None, history: li
 
 @contextlib.contextmanager
 def run_log(out: Path, ranks: RankInfo) -> Iterator[None]:
-    """The package's log records from INFO up into ``training.log`` (other ranks: ``training-rankR.log``)
-    meanwhile."""
+    """The package's log records, INFO and above, into ``training.log`` (other ranks: ``training-rankR.log``)
+    meanwhile.
+
+    The package logger is lowered to INFO for the run (it stays lower under ``--debug``), so a console
+    handler of the user's own that takes INFO shows the epochs too, as Flair's trainer does; the command
+    line's own console handler keeps its level (``--quiet``: warnings only).
+    """
     name = "training.log" if ranks.is_main else f"training-rank{ranks.rank}.log"
     handler = logging.FileHandler(out / name, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

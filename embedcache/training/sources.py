@@ -51,7 +51,7 @@ def batch_source(
         return LiveEmbeddings(tagger, sentences)
     log.info("caching the %s split's embeddings (%s storage, %s)", split, storage, config.cache_dtype)
     if config.cache_int8:
-        use_backend(tagger, "onnx", int8=True)  # the fingerprints, and so the cache keys, say int8
+        use_backend(tagger, "onnx", int8=True, head=False)  # the fingerprints, so the cache keys, say int8
     try:
         return EmbeddingCache.build(
             sentences,

@@ -166,6 +166,7 @@ class _Run:
         self.start_epoch = 0
 
     def execute(self) -> TrainingResult:
+        self.tagger.head_runner = None  # an ONNX export of the head's weights, which training changes
         if self.ranks.is_main:
             write_settings(self.out, self.config)
         if self.config.resume:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -92,7 +93,7 @@ def test_a_damaged_head_export_in_an_onnx_dir_is_refused_naming_it(cli: RunCli, 
     )
 
 
-def test_auto_runs_onnx_int8_on_the_cpu_and_says_nothing(ner_model, monkeypatch):
+def test_auto_runs_onnx_int8_on_the_cpu_and_says_nothing(ner_model, caplog):
     pytest.importorskip("onnxruntime")
     import torch
 
@@ -101,23 +102,43 @@ def test_auto_runs_onnx_int8_on_the_cpu_and_says_nothing(ner_model, monkeypatch)
     tagger = load_model(str(ner_model), torch.device("cpu"), "auto")
     assert tagger.head_runner is not None and tagger.head_runner.name == "onnx-int8"
     assert {e.runner.name for e in tagger.embeddings.embedders} == {"onnx-int8"}
+    assert caplog.records == []
 
 
-def test_auto_is_the_command_lines_default_and_gives_the_int8_output(cli: RunCli, ner_model, monkeypatch):
+def evaluated_backend(cli: RunCli, model, gold, *options: str) -> str:
+    run = cli("evaluate", model, gold, "--json", "--quiet", *options)
+    assert (run.code, run.err) == (0, "")
+    return json.loads(run.out)["backend"]
+
+
+@pytest.fixture
+def gold(data_dir, tmp_path):
+    path = tmp_path / "gold.conll"
+    path.write_text("\n\n".join((data_dir / "wnut17" / "dev.conll").read_text().split("\n\n")[:20]) + "\n\n")
+    return path
+
+
+def test_auto_is_the_command_lines_default(cli: RunCli, ner_model, gold, monkeypatch):
     pytest.importorskip("onnxruntime")
-    options = ["predict", "--model", ner_model, "--device", "cpu", "--quiet"]
-    int8 = cli(*options, "--backend", "onnx", "--int8", stdin=TEXT)
+    assert evaluated_backend(cli, ner_model, gold) == "torch"  # the tests' $EMBEDCACHE_BACKEND
     monkeypatch.delenv("EMBEDCACHE_BACKEND")
-    default = cli(*options, stdin=TEXT)
-    assert (default.code, default.err) == (0, "") and default.out == int8.out
+    assert evaluated_backend(cli, ner_model, gold) == "onnx-int8"
 
 
-def test_auto_without_onnx_runtime_runs_torch(cli: RunCli, ner_model, monkeypatch):
-    options = ["predict", "--model", ner_model, "--device", "cpu", "--quiet"]
-    expected = cli(*options, "--backend", "torch", stdin=TEXT)
+def test_auto_without_onnx_runtime_runs_torch_and_says_nothing(cli: RunCli, ner_model, gold, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    run = cli(*options, "--backend", "auto", stdin=TEXT)
-    assert (run.code, run.err) == (0, "") and run.out == expected.out
+    assert evaluated_backend(cli, ner_model, gold, "--backend", "auto") == "torch"
+
+
+def test_auto_without_the_onnx_package_runs_torch_with_a_warning(cli: RunCli, ner_model, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setitem(sys.modules, "onnx", None)  # ONNX Runtime runs graphs; exporting them needs onnx
+    run = cli("predict", "--model", ner_model, "--device", "cpu", "--backend", "auto", stdin=TEXT)
+    assert run.code == 0 and run.out
+    assert run.err.startswith(
+        "WARNING embedcache.models.backends: running the model in torch, not ONNX Runtime int8: exporting "
+        "needs the onnx package, which is not installed; install it with: pip install 'embedcache[onnx]'\n"
+    )
 
 
 def test_auto_runs_torch_with_a_warning_when_the_cache_cannot_be_written(
@@ -148,19 +169,23 @@ def test_an_unknown_backend_in_the_environment_is_refused_in_one_line(cli: RunCl
     )
 
 
-def test_evaluate_says_which_backend_scored(cli: RunCli, ner_model, data_dir, tmp_path):
+def test_evaluate_says_which_backend_scored(cli: RunCli, ner_model, gold):
     pytest.importorskip("onnxruntime")
-    import json
+    assert evaluated_backend(cli, ner_model, gold, "--backend", "onnx") == "onnx-fp32"
+    assert evaluated_backend(cli, ner_model, gold, "--backend", "onnx", "--int8") == "onnx-int8"
+    assert cli("evaluate", ner_model, gold, "--quiet").out.endswith("\nbackend: torch\n")
 
-    gold = tmp_path / "gold.conll"
-    gold.write_text("\n\n".join((data_dir / "wnut17" / "dev.conll").read_text().split("\n\n")[:20]) + "\n\n")
-    evaluate = ["evaluate", ner_model, gold, "--quiet"]
-    backends = [
-        json.loads(cli(*evaluate, "--json", *options).out)["backend"]
-        for options in ([], ["--backend", "onnx"], ["--backend", "onnx", "--int8"])
-    ]
-    assert backends == ["torch", "onnx-fp32", "onnx-int8"]
-    assert cli(*evaluate, "--backend", "onnx", "--int8").out.endswith("\nbackend: onnx-int8\n")
+
+def test_an_int8_export_missing_from_an_onnx_dir_names_the_int8_export_command(
+    cli: RunCli, ner_model, tmp_path
+):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "graphs"
+    assert cli("export", ner_model, out, "--onnx").code == 0  # fp32 only
+    run = cli("predict", "--model", ner_model, "--backend", "onnx", "--int8", "--onnx-dir", out, stdin=TEXT)
+    assert run.code == 2 and run.err.endswith(
+        "-int8.onnx: no such file; export the model again with 'embedcache export MODEL DIR --onnx --int8'\n"
+    )
 
 
 def test_an_onnx_dir_with_the_torch_backend_is_refused(cli: RunCli, ner_model, tmp_path):
@@ -170,3 +195,18 @@ def test_an_onnx_dir_with_the_torch_backend_is_refused(cli: RunCli, ner_model, t
         "embedcache predict: error: --onnx-dir holds graphs for ONNX Runtime; add --backend onnx (or auto), "
         "not torch\n"
     )
+
+
+def test_the_command_lines_backend_choices_are_the_backends():
+    from embedcache.cli.common import BACKEND_CHOICES
+    from embedcache.models.backends import BACKENDS
+
+    assert BACKEND_CHOICES == BACKENDS  # two copies, so that --help need not import torch
+
+
+def test_with_nproc_each_ranks_warning_is_reported_once():
+    from embedcache.cli.predict_ranks import _reported_lines
+
+    fallback = "WARNING embedcache.models.backends: running the model in torch, not ONNX Runtime int8: x"
+    output = f"{fallback}\n[rank 1 chatter]\n{fallback}\nnote: tagged 3 sentences\n"
+    assert _reported_lines(output) == [fallback, "note: tagged 3 sentences"]
