@@ -245,3 +245,25 @@ def test_tags_must_match_the_mask() -> None:
         CRF(3).log_likelihood(
             torch.zeros(2, 3, 3), torch.zeros(2, 2, dtype=torch.long), torch.ones(2, 3).bool()
         )
+
+
+def test_scores_far_apart_stay_exact_and_finite_in_float32() -> None:
+    """The forward-backward sums exponentials in a matrix product: scores hundreds apart (a confident
+    tagger, a transition Flair forbids with -10000) must neither overflow nor turn a gradient into NaN."""
+    crf = random_crf(5, seed=3, dtype=torch.float32)
+    with torch.no_grad():
+        crf.transitions[0, 1] = -10000.0
+        crf.transitions[2, :] *= 50.0
+    torch.manual_seed(3)
+    emissions = (torch.randn(3, 6, 5) * 200.0).requires_grad_()
+    mask, tags = prefix_mask([6, 4, 1], 6), torch.randint(0, 5, (3, 6))
+    log_likelihood = crf.log_likelihood(emissions, tags, mask)
+    log_likelihood.sum().backward()
+    assert torch.isfinite(log_likelihood).all() and torch.isfinite(emissions.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in crf.parameters())
+    marginals = crf.marginals(emissions.detach(), mask)
+    reference = crf.to(torch.float64)
+    for b, length in enumerate([6, 4, 1]):  # against enumeration, in float64
+        expected = brute_force(reference, emissions.detach()[b, :length].double())
+        # float32 rounding of scores in the thousands: probabilities to about 1e-4
+        torch.testing.assert_close(marginals[b, :length].double(), expected["marginals"], atol=5e-4, rtol=0)
