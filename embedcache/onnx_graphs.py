@@ -197,8 +197,7 @@ def _native_stderr_silenced() -> Iterator[None]:
 
 def _quantize(fp32_path: Path, int8_path: Path) -> None:
     """ONNX Runtime's dynamic quantisation: int8 weights of the recurrent layers, matrices and embeddings."""
-    import_onnxruntime()
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # write_export checked it is there
 
     # Its pre-processing hint goes through logging.warning(), which also gives the root logger a handler
     # (logging.basicConfig) when it has none: every later log line would be printed twice.
